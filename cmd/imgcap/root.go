@@ -1,0 +1,92 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgcap/imgcap/torchx"
+)
+
+// globals holds the values of the flags every subcommand accepts.
+var globals struct {
+	device    string
+	threads   int
+	seed      int64
+	logLevel  string
+	logFormat string
+	config    string
+	sets      []string
+}
+
+// rootCmd is the imgcap command; each subcommand file registers itself in an init function.
+var rootCmd = &cobra.Command{
+	Use:           "imgcap",
+	Short:         "Image captioning on libtorch: train, evaluate, caption, serve",
+	SilenceUsage:  true,
+	SilenceErrors: true,
+	PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+		if err := setupLogging(cmd.ErrOrStderr()); err != nil {
+			return err
+		}
+		if globals.threads < 0 {
+			return usageError{fmt.Errorf("--threads %d: want 0 (all cores) or more", globals.threads)}
+		}
+		if err := torchx.SetThreads(globals.threads); err != nil {
+			return err
+		}
+		if globals.seed != 0 {
+			torchx.Seed(globals.seed)
+		}
+		return nil
+	},
+}
+
+func init() {
+	pf := rootCmd.PersistentFlags()
+	pf.StringVar(&globals.device, "device", "auto", "compute device: auto, cpu, cuda or cuda:N")
+	pf.IntVar(&globals.threads, "threads", 0, "libtorch intra-op threads (0 = all cores)")
+	pf.Int64Var(&globals.seed, "seed", 0, "random seed for libtorch and data order (0 = keep the config's)")
+	pf.StringVar(&globals.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.StringVar(&globals.logFormat, "log-format", "text", "log format: text or json")
+	pf.StringVar(&globals.config, "config", "", "YAML config file")
+	pf.StringArrayVar(&globals.sets, "set", nil, "override a config value: --set train.lr=1e-4 (repeatable)")
+}
+
+// usageError marks errors caused by wrong command-line use (exit status 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// exitCode maps an error to the process exit status: 2 for usage errors, 1 otherwise.
+func exitCode(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func setupLogging(w io.Writer) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(globals.logLevel)); err != nil {
+		return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", globals.logLevel)}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch strings.ToLower(globals.logFormat) {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return usageError{fmt.Errorf("--log-format %q: want text or json", globals.logFormat)}
+	}
+	slog.SetDefault(slog.New(h))
+	return nil
+}
