@@ -4,7 +4,7 @@ STAMP    := build/gotch/.imgcap-stamp
 BIN      := bin/imgcap
 export GOFLAGS := -buildvcs=false
 
-.PHONY: setup build test demo fmt vet bench clean
+.PHONY: setup build test demo fuzz bench clean
 
 setup:
 	@./scripts/setup.sh
@@ -19,10 +19,14 @@ test: setup
 	@echo "== gofmt"; out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './build/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@echo "== go vet"; $(GO) vet ./...
+	@echo "== fuzz (brief)"; ./scripts/fuzz.sh
 	@echo "== go test"; $(GO) test -count=1 -timeout 60m ./...
 
 demo: setup build
 	./scripts/demo.sh
+
+fuzz: setup
+	FUZZTIME=$${FUZZTIME:-30s} ./scripts/fuzz.sh
 
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...

@@ -33,6 +33,9 @@ type ModelConfig struct {
 	Dropout float64 `mapstructure:"dropout" yaml:"dropout" json:"dropout"`
 	// VGGWidth scales the VGG16 channel counts (1 = torchvision's VGG16; smaller for CPU demos).
 	VGGWidth float64 `mapstructure:"vgg_width" yaml:"vgg_width" json:"vgg_width"`
+	// VGGBatchNorm uses torchvision's vgg16_bn (BatchNorm after each conv): far easier to train
+	// from scratch than plain VGG16.
+	VGGBatchNorm bool `mapstructure:"vgg_batch_norm" yaml:"vgg_batch_norm" json:"vgg_batch_norm"`
 	// FreezeEncoder keeps the image encoder's weights fixed.
 	FreezeEncoder bool `mapstructure:"freeze_encoder" yaml:"freeze_encoder" json:"freeze_encoder"`
 	// FreezeDecoder keeps the text decoder's weights fixed (cross-attention stays trainable).
@@ -51,8 +54,9 @@ type ModelConfig struct {
 
 // DataConfig says where the captions and images are and how batches are made.
 type DataConfig struct {
-	// Format of the annotations: auto, flickr8k, flickr8k_kaggle, flickr30k, flickr30k_csv,
-	// karpathy, coco.
+	// Format of the annotations: auto (detected), flickr-token (Flickr8k.token.txt, Flickr30k
+	// results_20130124.token), flickr8k-csv (Kaggle captions.txt), flickr30k-csv (Kaggle
+	// results.csv), karpathy (dataset_*.json) or coco (captions_*.json).
 	Format string `mapstructure:"format" yaml:"format" json:"format"`
 	// Annotations is the caption file (token file, CSV or JSON).
 	Annotations string `mapstructure:"annotations" yaml:"annotations" json:"annotations"`

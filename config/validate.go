@@ -9,8 +9,8 @@ import (
 // Archs are the model families imgcap builds.
 var Archs = []string{"vgg16_lstm", "vit_gpt2", "blip_caption", "blip_retrieval"}
 
-// Formats are the dataset annotation formats the data package reads.
-var Formats = []string{"auto", "flickr8k", "flickr8k_kaggle", "flickr30k", "flickr30k_csv", "karpathy", "coco"}
+// Formats are the dataset annotation formats the data package reads (data.Formats).
+var Formats = []string{"auto", "flickr-token", "flickr8k-csv", "flickr30k-csv", "karpathy", "coco"}
 
 // Metrics are the caption metric names accepted by eval.metrics.
 var Metrics = []string{"bleu", "meteor", "rouge", "cider"}

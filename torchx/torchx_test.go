@@ -446,3 +446,36 @@ func BenchmarkMatmul1024(b *testing.B) {
 		b.ReportMetric(g, "GFLOP/s")
 	}
 }
+
+func TestMustCatch(t *testing.T) {
+	f := func(bad bool) (out *ts.Tensor, err error) {
+		defer Catch(&err)
+		a := Must(ts.Ones([]int64{2, 3}, gotch.Float, gotch.CPU))
+		shape := []int64{3, 2}
+		if bad {
+			shape = []int64{4, 4}
+		}
+		b := Must(ts.Ones(shape, gotch.Float, gotch.CPU))
+		return Must(a.Matmul(b, false)), nil
+	}
+	if out, err := f(false); err != nil || out == nil {
+		t.Fatalf("good chain failed: %v", err)
+	}
+	out, err := f(true)
+	if err == nil || out != nil {
+		t.Fatalf("bad chain gave %v, %v", out, err)
+	}
+	var te *Error
+	if !errors.As(err, &te) {
+		t.Errorf("error %T is not a *torchx.Error", err)
+	}
+	defer func() {
+		if r := recover(); r == nil {
+			t.Error("Catch swallowed a non-torch panic")
+		}
+	}()
+	func() (err error) {
+		defer Catch(&err)
+		panic("a bug")
+	}()
+}

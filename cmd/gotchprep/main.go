@@ -30,7 +30,7 @@ import (
 )
 
 // prepVersion changes whenever the preparation logic changes, forcing a rebuild of the folder.
-const prepVersion = "4"
+const prepVersion = "5"
 
 // generatedFile is the C++ file of generated op wrappers that gotchprep patches.
 const generatedFile = "torch_api_generated.cpp.h"
@@ -90,6 +90,9 @@ func run(src, dst, libtorch, cxx string, force bool) error {
 		return err
 	}
 	if err := addTensorHook(filepath.Join(tmp, "ts")); err != nil {
+		return err
+	}
+	if err := fixResultBuffers(filepath.Join(tmp, "ts", "tensor-generated.go")); err != nil {
 		return err
 	}
 	if err := writeInfo(tmp, ts, disabled); err != nil {
@@ -378,6 +381,39 @@ package ts
 var TensorHook func(*Tensor)
 `
 	return os.WriteFile(filepath.Join(tsDir, "imgcap_hook.go"), []byte(hook), 0o644)
+}
+
+// resultBufferFixes repair two memory bugs of gotch's generated Go wrappers:
+//   - the result buffer is C.malloc(0), written with up to 7 tensor pointers (a heap overflow
+//     that glibc's minimum chunk mostly hides) and never freed (about 80 bytes leaked per op):
+//     it becomes a 64-byte buffer freed when the wrapper returns;
+//   - in-place ops replace the tensor's C handle without freeing the old one, which keeps a
+//     dropped temporary's storage alive: the old handle is freed first.
+var resultBufferFixes = []struct{ old, new string }{
+	{"ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))\n",
+		"ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(64)))\n  defer C.free(unsafe.Pointer(ptr))\n"},
+	{"ctensorPtr0 := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))\n",
+		"ctensorPtr0 := (*lib.Ctensor)(unsafe.Pointer(C.malloc(64)))\n  defer C.free(unsafe.Pointer(ctensorPtr0))\n"},
+	{"  ts.ctensor = *ptr\n", "  lib.AtFree(ts.ctensor)\n  ts.ctensor = *ptr\n"},
+}
+
+// fixResultBuffers applies resultBufferFixes to gotch's generated tensor wrappers.
+func fixResultBuffers(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	for _, f := range resultBufferFixes {
+		if !strings.Contains(s, f.old) {
+			return fmt.Errorf("%s: pattern %q not found: gotch's generated code changed", path, f.old)
+		}
+		s = strings.ReplaceAll(s, f.old, f.new)
+	}
+	if strings.Contains(s, "C.malloc(0)") {
+		return fmt.Errorf("%s: a C.malloc(0) result buffer was left unpatched", path)
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
 }
 
 // writeInfo writes DISABLED_OPS.txt and the imgcapinfo Go package into the prepared module.
