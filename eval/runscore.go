@@ -21,6 +21,9 @@ const DefaultResamples = 1000
 type ScoreOptions struct {
 	// RefsPath is a COCO captions annotations file with the references.
 	RefsPath string
+	// Refs, when set, are the references (e.g. a dataset split read by the data package);
+	// RefsPath then only names them in messages.
+	Refs *References
 	// ResultsPath is a COCO results file [{"image_id","caption"}] with the candidates.
 	ResultsPath string
 	// Metrics to compute; nil means all (METEOR is then skipped with a
@@ -73,9 +76,12 @@ func RunScore(opts ScoreOptions, w io.Writer) error {
 	if opts.RefsPath == "" || opts.ResultsPath == "" {
 		return errors.New("score: both the references (--refs) and the results (--results) files are required")
 	}
-	refs, err := ReadCOCORefs(opts.RefsPath)
-	if err != nil {
-		return err
+	refs := opts.Refs
+	if refs == nil {
+		var err error
+		if refs, err = ReadCOCORefs(opts.RefsPath); err != nil {
+			return err
+		}
 	}
 	cands, err := ReadCOCOResults(opts.ResultsPath)
 	if err != nil {

@@ -201,3 +201,30 @@ func TestQuantile(t *testing.T) {
 		}
 	}
 }
+
+func TestRunScoreGivenReferences(t *testing.T) {
+	dir := t.TempDir()
+	res := writeFile(t, dir, "res.json", `[{"image_id": 7, "caption": "a dog runs on grass"}]`)
+	refs := &References{ImageIDs: []string{"7"}, Captions: map[string][]string{"7": {"a dog runs on the grass", "a brown dog running"}}}
+	var out bytes.Buffer
+	opts := ScoreOptions{RefsPath: "dataset split", Refs: refs, ResultsPath: res, Metrics: noMeteor, JSON: true}
+	if err := RunScore(opts, &out); err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		NumImages int                `json:"n_images"`
+		Corpus    map[string]float64 `json:"corpus"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.NumImages != 1 || rep.Corpus[KeyBleu1] <= 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	// A candidate for an image the given references lack is an error naming both sources.
+	bad := writeFile(t, dir, "bad.json", `[{"image_id": 8, "caption": "x"}]`)
+	opts.ResultsPath = bad
+	if err := RunScore(opts, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "dataset split") {
+		t.Fatalf("unknown image: %v", err)
+	}
+}

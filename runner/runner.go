@@ -95,8 +95,9 @@ func LoadDataset(c config.DataConfig, seed int64) (*data.Dataset, error) {
 	return data.Load(opts)
 }
 
-// references builds evaluation references from dataset records.
-func references(recs []data.Record) (*eval.References, map[string]string) {
+// References builds evaluation references from dataset records (image ids are Record.ID) and
+// the image path of each id.
+func References(recs []data.Record) (*eval.References, map[string]string) {
 	refs := &eval.References{Captions: map[string][]string{}, FileNames: map[string]string{}}
 	paths := map[string]string{}
 	for _, r := range recs {

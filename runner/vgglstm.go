@@ -196,7 +196,7 @@ func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, 
 		if cfg.Eval.MaxImages > 0 && len(evalRecs) > cfg.Eval.MaxImages {
 			evalRecs = evalRecs[:cfg.Eval.MaxImages]
 		}
-		refs, paths := references(evalRecs)
+		refs, paths := References(evalRecs)
 		metrics, err := eval.ParseMetrics(joinMetrics(cfg.Eval.Metrics))
 		if err != nil {
 			return train.Result{}, err
@@ -309,7 +309,7 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 	if err != nil {
 		return nil, err
 	}
-	refs, paths := references(recs)
+	refs, paths := References(recs)
 	var rep *eval.ScoreReport
 	err = torchx.NoGrad(func() error {
 		ev := &eval.Evaluator{

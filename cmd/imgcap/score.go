@@ -3,10 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgcap/imgcap/data"
 	"github.com/imgcap/imgcap/eval"
+	"github.com/imgcap/imgcap/runner"
 )
 
 func init() { rootCmd.AddCommand(newScoreCmd()) }
@@ -14,8 +17,8 @@ func init() { rootCmd.AddCommand(newScoreCmd()) }
 // newScoreCmd builds `imgcap score`: COCO caption metrics of a results file.
 func newScoreCmd() *cobra.Command {
 	var (
-		opts    eval.ScoreOptions
-		metrics string
+		opts                                eval.ScoreOptions
+		metrics, refsFormat, split, splitFs string
 	)
 	cmd := &cobra.Command{
 		Use:   "score --refs REFS --results RESULTS [--metrics bleu,meteor,rouge,cider] [--ci] [--out scores.json] [--json]",
@@ -28,7 +31,8 @@ and is reported as "METEOR (no paraphrase)": it is not the official METEOR numbe
 needs WordNet (Debian's wordnet-base, or $IMGCAP_WORDNET_DIR); when WordNet is missing
 METEOR is skipped with a warning, or fails the command if --metrics names it.
 
---refs is a COCO captions annotations file ({"images", "annotations"}), --results a COCO
+--refs is a COCO captions annotations file ({"images", "annotations"}) or, with --refs-format,
+any annotation file the dataset loaders read (one --split of it); --results is a COCO
 results file ([{"image_id", "caption"}], one caption per image). Candidates for unknown
 images, duplicate candidates and malformed files are errors. Reference images without a
 candidate are listed in a warning and left out (an error with --strict).
@@ -54,11 +58,21 @@ report: corpus scores, intervals and per-image scores.`,
 			}
 			opts.Seed = uint64(globals.seed) // the global --seed seeds the bootstrap
 			opts.Warn = cmd.ErrOrStderr()
+			if refsFormat != "" {
+				refs, err := datasetRefs(opts.RefsPath, refsFormat, splitFs, split)
+				if err != nil {
+					return err
+				}
+				opts.Refs = refs
+			}
 			return eval.RunScore(opts, cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.RefsPath, "refs", "", "COCO captions annotations JSON with the reference captions")
+	f.StringVar(&opts.RefsPath, "refs", "", "COCO captions annotations JSON with the reference captions (or any dataset file with --refs-format)")
+	f.StringVar(&refsFormat, "refs-format", "", "read --refs with the dataset loaders: auto, flickr-token, flickr8k-csv, flickr30k-csv, karpathy, coco (image ids as imgcap's records give them)")
+	f.StringVar(&split, "split", "", "with --refs-format: score only this split")
+	f.StringVar(&splitFs, "splits", "", "with --refs-format: comma-separated split list files (name=path or Flickr_8k.*Images.txt)")
 	f.StringVar(&opts.ResultsPath, "results", "", `COCO results JSON [{"image_id","caption"}] with the candidates`)
 	f.StringVar(&metrics, "metrics", "bleu,meteor,rouge,cider", "comma-separated metrics: bleu, meteor, rouge, cider")
 	f.BoolVar(&opts.CI, "ci", false, "add bootstrap confidence intervals over images")
@@ -68,4 +82,28 @@ report: corpus scores, intervals and per-image scores.`,
 	f.BoolVar(&opts.Strict, "strict", false, "fail when a reference image has no candidate")
 	f.BoolVar(&opts.PreTokenized, "pretokenized", false, "captions are already tokenized: skip PTB tokenization")
 	return cmd
+}
+
+// datasetRefs reads references with the dataset loaders, optionally one split of them.
+func datasetRefs(path, format, splitFiles, split string) (*eval.References, error) {
+	f, err := data.ParseFormat(format)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--refs-format: %w", err)}
+	}
+	opts := data.LoadOptions{Format: f, Annotations: []string{path}}
+	if splitFiles != "" {
+		opts.SplitFiles = strings.Split(splitFiles, ",")
+	}
+	ds, err := data.Load(opts)
+	if err != nil {
+		return nil, err
+	}
+	recs := ds.Records
+	if split != "" {
+		if recs = ds.Split(split); len(recs) == 0 {
+			return nil, fmt.Errorf("%s: split %q has no images (splits: %v)", path, split, ds.Splits())
+		}
+	}
+	refs, _ := runner.References(recs)
+	return refs, nil
 }
