@@ -1,12 +1,14 @@
 package eval
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
+
+	"github.com/imgcap/imgcap/internal/atomicfile"
 )
 
 // Captioner generates one caption per image file, in order.
@@ -133,21 +135,9 @@ func (e *Evaluator) imagePath(id string) (string, error) {
 }
 
 func writeResultsFile(path string, cands []Candidate) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
+	var buf bytes.Buffer
+	if err := WriteCOCOResults(&buf, cands); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	tmp := f.Name()
-	werr := WriteCOCOResults(f, cands)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.WriteFile(path, buf.Bytes())
 }

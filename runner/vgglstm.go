@@ -13,6 +13,7 @@ import (
 	"github.com/imgcap/imgcap/data/image"
 	"github.com/imgcap/imgcap/data/tok"
 	"github.com/imgcap/imgcap/eval"
+	"github.com/imgcap/imgcap/internal/atomicfile"
 	"github.com/imgcap/imgcap/models"
 	"github.com/imgcap/imgcap/models/vgglstm"
 	"github.com/imgcap/imgcap/torchx"
@@ -73,7 +74,7 @@ func newVGGRun(cfg config.Config, runDir string, trainRecs []data.Record, env En
 		mc = saved
 	} else {
 		b, _ := json.MarshalIndent(mc, "", "  ")
-		if err := writeFileAtomic(mcPath, append(b, '\n')); err != nil {
+		if err := atomicfile.WriteFile(mcPath, append(b, '\n')); err != nil {
 			return nil, err
 		}
 	}

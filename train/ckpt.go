@@ -516,20 +516,6 @@ func writeFileSync(path string, data []byte) error {
 	return f.Close()
 }
 
-// writeFileAtomic writes a file through a synced temporary file and a rename.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf("%s%s-%d", tmpPrefix, filepath.Base(path), time.Now().UnixNano()))
-	if err := writeFileSync(tmp, data); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

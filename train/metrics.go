@@ -15,6 +15,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/imgcap/imgcap/internal/atomicfile"
 )
 
 // Files the trainer writes into the run directory besides checkpoints.
@@ -73,7 +75,7 @@ func openMetrics(runDir string, keepThrough int) (*metricsLog, error) {
 			m.remember(r)
 		}
 	}
-	if err := writeFileAtomic(m.path, kept.Bytes()); err != nil {
+	if err := atomicfile.WriteFile(m.path, kept.Bytes()); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(m.path, os.O_WRONLY|os.O_APPEND, 0o644)
@@ -192,5 +194,5 @@ func savePlot(path, title string, series map[string][]point) error {
 	if _, err := w.WriteTo(&buf); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return writeFileAtomic(path, buf.Bytes())
+	return atomicfile.WriteFile(path, buf.Bytes())
 }

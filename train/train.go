@@ -35,6 +35,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imgcap/imgcap/config"
+	"github.com/imgcap/imgcap/internal/atomicfile"
 	"github.com/imgcap/imgcap/models"
 	"github.com/imgcap/imgcap/torchx"
 )
@@ -270,7 +271,7 @@ func (r *runner) start() error {
 			return err
 		}
 	}
-	if err := writeFileAtomic(filepath.Join(r.dir, ConfigFile), yml); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(r.dir, ConfigFile), yml); err != nil {
 		return err
 	}
 	r.mlog, err = openMetrics(r.dir, keep)
