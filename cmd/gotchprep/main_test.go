@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -75,5 +77,47 @@ torch_api_generated.cpp.h:50:3: note: candidate`
 func TestVersionFromHeader(t *testing.T) {
 	if v := versionFromHeader("/nonexistent/version.h"); v != "unknown" {
 		t.Errorf("missing header gave %q", v)
+	}
+}
+
+// TestDetectDownloadedLibtorch lays out a libtorch folder (include/, lib/) from the system
+// libtorch's files, as LIBTORCH=/path would name a downloaded one, and checks what is detected
+// and which flags follow.
+func TestDetectDownloadedLibtorch(t *testing.T) {
+	const sysC10 = "/usr/lib/x86_64-linux-gnu/libc10.so"
+	if _, err := os.Stat(sysC10); err != nil {
+		t.Skip("no system libtorch to lay out a LIBTORCH folder from")
+	}
+	root := t.TempDir()
+	if err := os.Symlink("/usr/include", filepath.Join(root, "include")); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(root, "lib"), 0o755)
+	if err := os.Symlink(sysC10, filepath.Join(root, "lib", "libc10.so")); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := detectTorch(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.Root != root || ts.LibDir != filepath.Join(root, "lib") || ts.CUDA || !ts.CXX11ABI || !strings.HasPrefix(ts.Version, "1.") {
+		t.Errorf("detected %+v", ts)
+	}
+	ld := strings.Join(ldFlags(ts), " ")
+	if !strings.Contains(ld, "-Wl,-rpath,"+filepath.Join(root, "lib")) || strings.Contains(ld, "torch_cuda") {
+		t.Errorf("LDFLAGS %q", ld)
+	}
+	// A CUDA build is recognised by libtorch_cuda.so and linked without --as-needed dropping it.
+	os.WriteFile(filepath.Join(root, "lib", "libtorch_cuda.so"), nil, 0o644)
+	ts, err = detectTorch(root)
+	if err != nil || !ts.CUDA {
+		t.Fatalf("CUDA not detected: %+v %v", ts, err)
+	}
+	if ld := strings.Join(ldFlags(ts), " "); !strings.Contains(ld, "-Wl,--no-as-needed -ltorch_cuda -lc10_cuda") {
+		t.Errorf("CUDA LDFLAGS %q", ld)
+	}
+	// Missing pieces are named.
+	if _, err := detectTorch(t.TempDir()); err == nil || !strings.Contains(err.Error(), "torch.h") {
+		t.Errorf("empty folder: %v", err)
 	}
 }
