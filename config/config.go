@@ -44,6 +44,9 @@ type ModelConfig struct {
 	MaxLength int `mapstructure:"max_length" yaml:"max_length" json:"max_length"`
 	// MinWordCount drops rarer words from a word vocabulary.
 	MinWordCount int `mapstructure:"min_word_count" yaml:"min_word_count" json:"min_word_count"`
+	// MinWordLength is the shortest word a word vocabulary keeps: 2 is the notebook's rule
+	// (drops "a"), 1 keeps every word.
+	MinWordLength int `mapstructure:"min_word_length" yaml:"min_word_length" json:"min_word_length"`
 	// Tokenizer is a tokenizer folder or file; "" uses the model's own.
 	Tokenizer string `mapstructure:"tokenizer" yaml:"tokenizer" json:"tokenizer"`
 	// Prompt is the text the caption continues (BLIP: "a picture of ").
@@ -153,7 +156,7 @@ func Default() Config {
 	return Config{
 		Model: ModelConfig{
 			Arch: "vgg16_lstm", ImageSize: 224, EmbedDim: 256, HiddenDim: 256, Dropout: 0.4,
-			VGGWidth: 1, MaxLength: 40, MinWordCount: 1, DType: "float32",
+			VGGWidth: 1, MaxLength: 40, MinWordCount: 1, MinWordLength: 2, DType: "float32",
 		},
 		Data: DataConfig{
 			Format: "auto", SplitFractions: []float64{0.9, 0.1, 0},

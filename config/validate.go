@@ -52,6 +52,7 @@ func Validate(c Config) Errors {
 	positive("model.hidden_dim", m.HiddenDim)
 	positive("model.max_length", m.MaxLength)
 	positive("model.min_word_count", m.MinWordCount)
+	positive("model.min_word_length", m.MinWordLength)
 	if !(m.Dropout >= 0 && m.Dropout < 1) {
 		add("model.dropout", "must be within [0, 1), got %v", m.Dropout)
 	}

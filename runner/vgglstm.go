@@ -51,7 +51,7 @@ func newVGGRun(cfg config.Config, runDir string, trainRecs []data.Record, env En
 		if len(caps) == 0 {
 			return nil, errors.New("no training captions to build the vocabulary from")
 		}
-		vocab = tok.BuildWordVocab(caps, cfg.Model.MinWordCount)
+		vocab = tok.BuildWordVocabMinLength(caps, cfg.Model.MinWordCount, cfg.Model.MinWordLength)
 		if err := os.MkdirAll(runDir, 0o755); err != nil {
 			return nil, err
 		}

@@ -51,21 +51,41 @@ type WordVocab struct {
 	counts   []int
 	index    map[string]int
 	minCount int
+	minLen   int // shortest word kept; 0 means the notebook's 2
 	source   string
+}
+
+// minWordLength is the shortest word the vocabulary keeps.
+func (v *WordVocab) minWordLength() int {
+	if v.minLen <= 0 {
+		return notebookMinWordLength
+	}
+	return v.minLen
 }
 
 // wordVocabFile is the JSON form of a WordVocab: tokens[i] has id i.
 type wordVocabFile struct {
-	Format   string   `json:"format"`
-	Version  int      `json:"version"`
-	MinCount int      `json:"min_count"`
-	Tokens   []string `json:"tokens"`
-	Counts   []int    `json:"counts,omitempty"`
+	Format   string `json:"format"`
+	Version  int    `json:"version"`
+	MinCount int    `json:"min_count"`
+	// MinWordLength is the shortest word kept (absent: 2, the notebook's rule).
+	MinWordLength int      `json:"min_word_length,omitempty"`
+	Tokens        []string `json:"tokens"`
+	Counts        []int    `json:"counts,omitempty"`
 }
 
 // CleanCaptionWords returns the words the notebook keeps from a caption (see WordVocab),
 // without startseq/endseq.
 func CleanCaptionWords(caption string) []string {
+	return CleanWords(caption, notebookMinWordLength)
+}
+
+// notebookMinWordLength is the notebook's rule: words of one letter are dropped.
+const notebookMinWordLength = 2
+
+// CleanWords is CleanCaptionWords keeping words of at least minLen letters (1 keeps "a").
+func CleanWords(caption string, minLen int) []string {
+	minLen = max(minLen, 1)
 	var out []string
 	for _, w := range strings.Fields(strings.ToLower(caption)) {
 		b := make([]byte, 0, len(w))
@@ -74,7 +94,7 @@ func CleanCaptionWords(caption string) []string {
 				b = append(b, c)
 			}
 		}
-		if len(b) > 1 {
+		if len(b) >= minLen {
 			out = append(out, string(b))
 		}
 	}
@@ -84,9 +104,16 @@ func CleanCaptionWords(caption string) []string {
 // BuildWordVocab counts the cleaned words of captions and keeps those seen at least
 // minCount times (minCount <= 1 keeps all).
 func BuildWordVocab(captions []string, minCount int) *WordVocab {
+	return BuildWordVocabMinLength(captions, minCount, notebookMinWordLength)
+}
+
+// BuildWordVocabMinLength is BuildWordVocab keeping words of at least minLen letters (the
+// notebook uses 2; 1 also keeps "a", which the references of caption metrics contain).
+func BuildWordVocabMinLength(captions []string, minCount, minLen int) *WordVocab {
+	minLen = max(minLen, 1)
 	counts := map[string]int{}
 	for _, c := range captions {
-		for _, w := range CleanCaptionWords(c) {
+		for _, w := range CleanWords(c, minLen) {
 			counts[w]++
 		}
 	}
@@ -111,7 +138,7 @@ func BuildWordVocab(captions []string, minCount int) *WordVocab {
 		}
 		return words[i] < words[j]
 	})
-	v := &WordVocab{minCount: max(minCount, 1)}
+	v := &WordVocab{minCount: max(minCount, 1), minLen: minLen}
 	v.tokens = append(append([]string(nil), wordSpecials...), words...)
 	v.counts = []int{0, unk, len(captions), len(captions)}
 	for _, w := range words {
@@ -131,7 +158,7 @@ func (v *WordVocab) buildIndex() {
 // Save writes the vocabulary as JSON (atomically: a temporary file renamed into place).
 func (v *WordVocab) Save(path string) error {
 	data, err := json.MarshalIndent(wordVocabFile{
-		Format: WordVocabFormat, Version: 1, MinCount: v.minCount, Tokens: v.tokens, Counts: v.counts,
+		Format: WordVocabFormat, Version: 1, MinCount: v.minCount, MinWordLength: v.minWordLength(), Tokens: v.tokens, Counts: v.counts,
 	}, "", " ")
 	if err != nil {
 		return fmt.Errorf("tok: %s: %w", path, err)
@@ -181,7 +208,10 @@ func LoadWordVocab(path string) (*WordVocab, error) {
 	if f.Counts != nil && len(f.Counts) != len(f.Tokens) {
 		return nil, fmt.Errorf("tok: %s: %d counts for %d tokens", path, len(f.Counts), len(f.Tokens))
 	}
-	v := &WordVocab{tokens: f.Tokens, counts: f.Counts, minCount: f.MinCount, source: path}
+	if f.MinWordLength < 0 {
+		return nil, fmt.Errorf("tok: %s: min_word_length %d, want >= 1", path, f.MinWordLength)
+	}
+	v := &WordVocab{tokens: f.Tokens, counts: f.Counts, minCount: f.MinCount, minLen: f.MinWordLength, source: path}
 	v.buildIndex()
 	if len(v.index) != len(v.tokens) {
 		seen := map[string]int{}
@@ -214,7 +244,7 @@ func (v *WordVocab) Count(id int) int {
 
 // Encode returns the ids of the caption's cleaned words; unknown words become <unk>.
 func (v *WordVocab) Encode(text string) ([]int, error) {
-	words := CleanCaptionWords(text)
+	words := CleanWords(text, v.minWordLength())
 	ids := make([]int, len(words))
 	for i, w := range words {
 		id, ok := v.index[w]

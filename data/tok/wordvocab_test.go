@@ -149,3 +149,49 @@ func TestLoadWordVocabErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestWordVocabMinWordLength(t *testing.T) {
+	caps := []string{"A dog on a mat.", "a cat"}
+	tests := []struct {
+		minLen int
+		want   string // decode(encode(caps[0]))
+	}{
+		{2, "dog on mat"},
+		{1, "a dog on a mat"},
+	}
+	for _, tc := range tests {
+		v := BuildWordVocabMinLength(caps, 1, tc.minLen)
+		ids, err := v.Encode(caps[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.Decode(ids, true); got != tc.want {
+			t.Errorf("minLen %d: %q, want %q", tc.minLen, got, tc.want)
+		}
+		// The rule is saved with the vocabulary, so a reloaded one encodes the same way.
+		p := filepath.Join(t.TempDir(), "v.json")
+		if err := v.Save(p); err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadWordVocab(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids2, _ := back.Encode(caps[0])
+		if back.Decode(ids2, true) != tc.want {
+			t.Errorf("minLen %d after reload: %q", tc.minLen, back.Decode(ids2, true))
+		}
+	}
+	if got := BuildWordVocab(caps, 1).Decode(mustEncode(t, BuildWordVocab(caps, 1), caps[0]), true); got != "dog on mat" {
+		t.Errorf("BuildWordVocab keeps the notebook's rule: %q", got)
+	}
+}
+
+func mustEncode(t *testing.T, v *WordVocab, s string) []int {
+	t.Helper()
+	ids, err := v.Encode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
