@@ -19,7 +19,9 @@ type Config struct {
 type ModelConfig struct {
 	// Arch is the model family: vgg16_lstm, vit_gpt2, blip_caption or blip_retrieval.
 	Arch string `mapstructure:"arch" yaml:"arch" json:"arch"`
-	// Pretrained is a Hugging Face model folder or hub id to start from ("" = random init).
+	// Pretrained is what to start from ("" = random init): for vgg16_lstm a torchvision
+	// vgg16/vgg16_bn state dict (.pth or .safetensors) for the encoder; for the transformer
+	// families a Hugging Face model folder or hub id.
 	Pretrained string `mapstructure:"pretrained" yaml:"pretrained" json:"pretrained"`
 	// EncoderPretrained and DecoderPretrained build an encoder-decoder from two checkpoints.
 	EncoderPretrained string `mapstructure:"encoder_pretrained" yaml:"encoder_pretrained" json:"encoder_pretrained"`

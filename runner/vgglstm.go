@@ -177,6 +177,13 @@ func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, 
 	if err != nil {
 		return train.Result{}, err
 	}
+	if cfg.Model.Pretrained != "" && !resume {
+		// A resumed run's checkpoint holds the weights; a fresh one starts from torchvision's.
+		if err := r.model.LoadTorchvisionEncoder(cfg.Model.Pretrained); err != nil {
+			return train.Result{}, fmt.Errorf("model.pretrained: %w", err)
+		}
+		env.logger().Info("encoder weights", "from", cfg.Model.Pretrained)
+	}
 	env.logger().Info("data", "train_images", len(trainRecs), "val_images", len(valRecs), "vocab", r.vocab.VocabSize())
 	tl, err := r.loader(trainRecs, true, true, cfg.Train.BatchSize)
 	if err != nil {

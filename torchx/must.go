@@ -50,3 +50,12 @@ func MustSize(t *ts.Tensor) []int64 {
 	}
 	return s
 }
+
+// SizeOrNil returns t's shape, or nil when it cannot be read (for messages).
+func SizeOrNil(t *ts.Tensor) []int64 {
+	s, err := t.Size()
+	if err != nil {
+		return nil
+	}
+	return s
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/imgcap/imgcap/config"
 	"github.com/imgcap/imgcap/torchx"
+	"github.com/imgcap/imgcap/weights"
 )
 
 // A run directory holds:
@@ -165,14 +166,14 @@ func saveCheckpoint(runDir string, vs *nn.VarStore, opt *Optimizer, st *State, i
 		t := vars[name]
 		model[name] = &t
 	}
-	err = WriteSafetensors(filepath.Join(tmp, ModelFile), model, map[string]string{"format": "pt"})
+	err = weights.WriteSafetensors(filepath.Join(tmp, ModelFile), model, map[string]string{"format": "pt"})
 	// Variables returns copies of the tensor values, which do not keep the VarStore's tensors
 	// (and their finalizers) at bay: vs must stay reachable while they are used.
 	runtime.KeepAlive(vs)
 	if err != nil {
 		return "", err
 	}
-	if err := WriteSafetensors(filepath.Join(tmp, OptimizerFile), opt.stateTensors(),
+	if err := weights.WriteSafetensors(filepath.Join(tmp, OptimizerFile), opt.stateTensors(),
 		map[string]string{"optimizer": opt.Kind}); err != nil {
 		return "", err
 	}
@@ -376,7 +377,7 @@ func LoadWeights(vs *nn.VarStore, path string) error {
 // loadInto copies the tensors of a safetensors file into targets by name, checking that the
 // names match exactly and that shapes and dtypes agree.
 func loadInto(path string, targets map[string]*ts.Tensor) error {
-	st, err := OpenSafetensors(path)
+	st, err := weights.OpenSafetensors(path)
 	if err != nil {
 		return err
 	}
@@ -472,7 +473,7 @@ func (o *Optimizer) stateTensors() map[string]*ts.Tensor {
 
 // loadState restores the optimizer's state tensors and per-parameter step counts.
 func (o *Optimizer) loadState(path string, steps map[string]int) error {
-	st, err := OpenSafetensors(path)
+	st, err := weights.OpenSafetensors(path)
 	if err != nil {
 		return err
 	}

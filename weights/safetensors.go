@@ -1,4 +1,6 @@
-package train
+// Package weights reads and writes tensors by name: safetensors files (an 8-byte header
+// length, a JSON header of dtypes, shapes and byte ranges, then raw little-endian data).
+package weights
 
 import (
 	"bufio"
