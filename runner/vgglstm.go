@@ -184,6 +184,14 @@ func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, 
 		}
 		env.logger().Info("encoder weights", "from", cfg.Model.Pretrained)
 	}
+	if cfg.Model.FreezeEncoder && FeatureCachePath(cfg) != "" {
+		if _, err := os.Stat(FeatureCachePath(cfg)); err == nil {
+			if r.pipe.Features, err = loadFeatureCache(cfg); err != nil {
+				return train.Result{}, err
+			}
+			env.logger().Info("encoder features from cache", "file", FeatureCachePath(cfg), "images", len(r.pipe.Features))
+		}
+	}
 	env.logger().Info("data", "train_images", len(trainRecs), "val_images", len(valRecs), "vocab", r.vocab.VocabSize())
 	tl, err := r.loader(trainRecs, true, true, cfg.Train.BatchSize)
 	if err != nil {

@@ -31,8 +31,9 @@ func ImageConfig(size int) image.Config {
 
 // Item is one preprocessed training or evaluation sample.
 type Item struct {
-	Pixels []float32
-	IDs    []int64 // startseq … endseq (nil when the sample has no caption)
+	Pixels   []float32 // C×H×W, or nil when Features is set
+	Features []float32 // cached encoder features (frozen encoder), or nil
+	IDs      []int64   // startseq … endseq (nil when the sample has no caption)
 }
 
 // Pipeline turns dataset records into model inputs.
@@ -42,6 +43,9 @@ type Pipeline struct {
 	Augment   *image.Augment // training augmentation; nil = none
 	MaxLength int            // tokens per caption, startseq and endseq included
 	Device    gotch.Device
+	// Features, when set, replaces image decoding by cached encoder features (keyed by the
+	// record's image id; see FeatureCache).
+	Features map[int64][]float32
 }
 
 // NewPipeline prepares the image processor for cfg.
@@ -73,6 +77,20 @@ func (p *Pipeline) EncodeCaption(caption string) ([]int64, error) {
 // Transform returns the loader's per-item function; train applies augmentation.
 func (p *Pipeline) Transform(train bool) data.TransformFunc[Item] {
 	return func(ctx context.Context, rec *data.Record, s data.Sample, rng *rand.Rand) (Item, error) {
+		if p.Features != nil {
+			f, ok := p.Features[rec.ID]
+			if !ok {
+				return Item{}, fmt.Errorf("%s: image id %d is not in the feature cache: run imgcap features again", rec.Path, rec.ID)
+			}
+			it := Item{Features: f}
+			if s.Caption >= 0 && s.Caption < len(rec.Captions) {
+				var err error
+				if it.IDs, err = p.EncodeCaption(rec.Captions[s.Caption]); err != nil {
+					return Item{}, fmt.Errorf("%s caption %d: %w", rec.Path, s.Caption, err)
+				}
+			}
+			return it, nil
+		}
 		m, err := image.DecodeFile(rec.Path, image.DecodeOptions{})
 		if err != nil {
 			return Item{}, err
@@ -99,11 +117,15 @@ func (p *Pipeline) Transform(train bool) data.TransformFunc[Item] {
 // Collate turns a loader batch into a model batch on the pipeline's device.
 func (p *Pipeline) Collate(b data.Batch[Item], records []data.Record) (*models.Batch, error) {
 	pixels := make([][]float32, len(b.Items))
+	features := len(b.Items) > 0 && b.Items[0].Features != nil
 	var ids [][]int64
 	imageIDs := make([]int64, len(b.Items))
 	paths := make([]string, len(b.Items))
 	for i, it := range b.Items {
 		pixels[i] = it.Pixels
+		if features {
+			pixels[i] = it.Features
+		}
 		if it.IDs != nil {
 			ids = append(ids, it.IDs)
 		}
@@ -112,6 +134,14 @@ func (p *Pipeline) Collate(b data.Batch[Item], records []data.Record) (*models.B
 	}
 	if len(ids) != 0 && len(ids) != len(b.Items) {
 		return nil, fmt.Errorf("collate: %d of %d samples have a caption", len(ids), len(b.Items))
+	}
+	if features {
+		mb, err := models.Collate(pixels, []int64{int64(len(pixels[0]))}, ids, 0, imageIDs, paths, p.Device)
+		if err != nil {
+			return nil, err
+		}
+		mb.Features, mb.Pixels = mb.Pixels, nil
+		return mb, nil
 	}
 	size := int64(p.Proc.Config().Size.Height)
 	return models.Collate(pixels, []int64{3, size, size}, ids, 0, imageIDs, paths, p.Device)
