@@ -188,11 +188,15 @@ type LSTMState struct{ H, C *ts.Tensor }
 // ZeroState returns a zero state for batch size b, matching the parameters' dtype and device.
 func (l *LSTM) ZeroState(b int64) (LSTMState, error) {
 	w := l.params[0]
-	h, err := ts.Zeros([]int64{l.Layers, b, l.Hidden}, w.DType(), w.MustDevice())
+	dev, err := w.Device()
 	if err != nil {
 		return LSTMState{}, torchx.Err("lstm state", err)
 	}
-	c, err := ts.Zeros([]int64{l.Layers, b, l.Hidden}, w.DType(), w.MustDevice())
+	h, err := ts.Zeros([]int64{l.Layers, b, l.Hidden}, w.DType(), dev)
+	if err != nil {
+		return LSTMState{}, torchx.Err("lstm state", err)
+	}
+	c, err := ts.Zeros([]int64{l.Layers, b, l.Hidden}, w.DType(), dev)
 	if err != nil {
 		return LSTMState{}, torchx.Err("lstm state", err)
 	}

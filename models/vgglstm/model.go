@@ -327,7 +327,9 @@ func (s *stepper) Step(tokens []int64) (logp []float32, vocab int, err error) {
 	}
 	ids := torchx.Must(ts.OfSlice(tokens))
 	ids = torchx.Must(ids.View([]int64{int64(len(tokens)), 1}, false))
-	ids = torchx.Must(ids.To(s.fe.MustDevice(), false))
+	dev, err := s.fe.Device()
+	torchx.MustOK(err)
+	ids = torchx.Must(ids.To(dev, false))
 	logits, next, err := s.m.decodeStep(s.fe, ids, s.state, false)
 	torchx.MustOK(err)
 	s.state = next
@@ -340,7 +342,9 @@ func (s *stepper) Step(tokens []int64) (logp []float32, vocab int, err error) {
 func (s *stepper) Reorder(rows []int64) (err error) {
 	defer torchx.Catch(&err)
 	idx := torchx.Must(ts.OfSlice(rows))
-	idx = torchx.Must(idx.To(s.fe.MustDevice(), false))
+	dev, err := s.fe.Device()
+	torchx.MustOK(err)
+	idx = torchx.Must(idx.To(dev, false))
 	s.state = nn.LSTMState{
 		H: torchx.Must(s.state.H.IndexSelect(1, idx, false)),
 		C: torchx.Must(s.state.C.IndexSelect(1, idx, false)),
