@@ -26,7 +26,7 @@ demo: setup build
 	./scripts/demo.sh
 
 fuzz: setup
-	FUZZTIME=$${FUZZTIME:-30s} ./scripts/fuzz.sh
+	FUZZTIME=$${FUZZTIME:-200000x} ./scripts/fuzz.sh
 
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
