@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -265,20 +266,8 @@ func TestLeadingNumberIDs(t *testing.T) {
 		for _, im := range ims {
 			ids = append(ids, im.id)
 		}
-		if scheme != tc.scheme || !equalInts(ids, tc.ids) {
+		if scheme != tc.scheme || !slices.Equal(ids, tc.ids) {
 			t.Errorf("%v: %s %v, want %s %v", tc.names, scheme, ids, tc.scheme, tc.ids)
 		}
 	}
-}
-
-func equalInts(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

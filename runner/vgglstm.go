@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/imgcap/imgcap/config"
 	"github.com/imgcap/imgcap/data"
@@ -213,7 +214,7 @@ func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, 
 			evalRecs = evalRecs[:cfg.Eval.MaxImages]
 		}
 		refs, paths := References(evalRecs)
-		metrics, err := eval.ParseMetrics(joinMetrics(cfg.Eval.Metrics))
+		metrics, err := eval.ParseMetrics(strings.Join(cfg.Eval.Metrics, ","))
 		if err != nil {
 			return train.Result{}, err
 		}
@@ -228,17 +229,6 @@ func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, 
 		}
 	}
 	return train.Run(ctx, opts)
-}
-
-func joinMetrics(m []string) string {
-	s := ""
-	for i, x := range m {
-		if i > 0 {
-			s += ","
-		}
-		s += x
-	}
-	return s
 }
 
 // openRun reloads a trained run directory: its saved configuration, vocabulary, model and
@@ -321,7 +311,7 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err
 	}
-	metrics, err := eval.ParseMetrics(joinMetrics(r.cfg.Eval.Metrics))
+	metrics, err := eval.ParseMetrics(strings.Join(r.cfg.Eval.Metrics, ","))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -393,7 +394,7 @@ func loadInto(path string, targets map[string]*ts.Tensor) error {
 		if err != nil {
 			return torchx.Err("size of "+name, err)
 		}
-		if dt != t.DType() || !sameShape(shape, want) {
+		if dt != t.DType() || !slices.Equal(shape, want) {
 			mismatched = append(mismatched, fmt.Sprintf("%s: file %v %v, model %v %v", name, dt, shape, t.DType(), want))
 		}
 	}
@@ -435,18 +436,6 @@ func loadInto(path string, targets map[string]*ts.Tensor) error {
 		}
 		return nil
 	})
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func limitList(s []string) string {

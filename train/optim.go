@@ -180,15 +180,11 @@ func (o *Optimizer) Step(lr float64) error {
 	return torchx.NoGrad(func() error {
 		return torchx.WithScope(func(*torchx.Scope) error {
 			for _, p := range o.Params {
-				g, err := p.t.Grad(false)
+				g, err := p.grad()
 				if err != nil {
-					return torchx.Err("gradient of "+p.Name, err)
+					return err
 				}
-				ok, err := g.Defined()
-				if err != nil {
-					return torchx.Err("gradient of "+p.Name, err)
-				}
-				if !ok {
+				if g == nil {
 					continue
 				}
 				p.Steps++
@@ -314,6 +310,22 @@ func (o *Optimizer) sgd(p *Param, g *ts.Tensor, lr float64) error {
 	return nil
 }
 
+// grad returns the parameter's gradient, or nil when it has none yet.
+func (p *Param) grad() (*ts.Tensor, error) {
+	g, err := p.t.Grad(false)
+	if err != nil {
+		return nil, torchx.Err("gradient of "+p.Name, err)
+	}
+	ok, err := g.Defined()
+	if err != nil {
+		return nil, torchx.Err("gradient of "+p.Name, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return g, nil
+}
+
 // ZeroGrad sets every parameter's gradient to zeros (when it has one). Gradients are zeroed,
 // not removed, so a parameter that once had a gradient keeps being updated (like PyTorch's
 // zero_grad(set_to_none=False)).
@@ -321,14 +333,11 @@ func (o *Optimizer) ZeroGrad() error {
 	return torchx.NoGrad(func() error {
 		return torchx.WithScope(func(*torchx.Scope) error {
 			for _, p := range o.Params {
-				g, err := p.t.Grad(false)
+				g, err := p.grad()
 				if err != nil {
-					return torchx.Err("gradient of "+p.Name, err)
+					return err
 				}
-				if ok, err := g.Defined(); err != nil || !ok {
-					if err != nil {
-						return torchx.Err("gradient of "+p.Name, err)
-					}
+				if g == nil {
 					continue
 				}
 				if err := zero_(g); err != nil {
@@ -351,14 +360,11 @@ func (o *Optimizer) ClipGradNorm(max float64) (float64, error) {
 			var grads, norms []*ts.Tensor
 			var names []string
 			for _, p := range o.Params {
-				g, err := p.t.Grad(false)
+				g, err := p.grad()
 				if err != nil {
-					return torchx.Err("gradient of "+p.Name, err)
+					return err
 				}
-				if ok, err := g.Defined(); err != nil || !ok {
-					if err != nil {
-						return torchx.Err("gradient of "+p.Name, err)
-					}
+				if g == nil {
 					continue
 				}
 				n, err := g.Norm(false)

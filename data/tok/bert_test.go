@@ -56,7 +56,7 @@ func TestBertPreTokenizer(t *testing.T) {
 	for _, tc := range tests {
 		var got []string
 		bertPre{}.split(tc.in, func(w string) { got = append(got, w) })
-		if !equalStrings(got, tc.want) {
+		if !slices.Equal(got, tc.want) {
 			t.Errorf("split(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
@@ -73,7 +73,7 @@ func TestWordPieceMaxChars(t *testing.T) {
 		t.Errorf("100 letters: got [UNK]: %v", ids)
 	}
 	ids, _ = tk.Encode(strings.Repeat("a", 101))
-	if !equalInts(ids, []int{unk}) {
+	if !slices.Equal(ids, []int{unk}) {
 		t.Errorf("101 letters: got %v, want [%d]", ids, unk)
 	}
 }
@@ -162,7 +162,7 @@ func TestBLIPTokens(t *testing.T) {
 			if sp.BOS != 30522 || sp.CLS != 101 || sp.SEP != 102 || sp.PAD != 0 || sp.UNK != 100 || sp.MASK != 103 {
 				t.Errorf("Special() = %+v", sp)
 			}
-			if name != "tokenizer.json with the tokens in added_tokens" && !equalInts(sp.Additional, []int{30523}) {
+			if name != "tokenizer.json with the tokens in added_tokens" && !slices.Equal(sp.Additional, []int{30523}) {
 				t.Errorf("Special().Additional = %v, want [30523]", sp.Additional)
 			}
 			if n := tk.VocabSize(); n != 30524 {
@@ -174,7 +174,7 @@ func TestBLIPTokens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := []int{30522, a, dog, 30523}; !equalInts(ids, want) {
+			if want := []int{30522, a, dog, 30523}; !slices.Equal(ids, want) {
 				t.Errorf("Encode = %v, want %v", ids, want)
 			}
 			if got := tk.Decode(ids, true); got != "a dog" {
@@ -217,7 +217,7 @@ func TestLegacyTokenizerJSON(t *testing.T) {
 	ok := 0
 	cases := gpt2Cases(t)
 	for _, c := range cases {
-		if ids, _ := gpt2.Encode(c.Text); equalInts(ids, c.IDs) {
+		if ids, _ := gpt2.Encode(c.Text); slices.Equal(ids, c.IDs) {
 			ok++
 		} else {
 			t.Errorf("legacy gpt2 %q: got %v, want %v", c.Text, ids, c.IDs)
@@ -228,7 +228,7 @@ func TestLegacyTokenizerJSON(t *testing.T) {
 	ok = 0
 	bcases := bertCases(t)
 	for _, c := range bcases {
-		if ids, _ := bert.Encode(c.Text); equalInts(ids, c.IDsNoSpecial) {
+		if ids, _ := bert.Encode(c.Text); slices.Equal(ids, c.IDsNoSpecial) {
 			ok++
 		} else {
 			t.Errorf("legacy bert %q: got %v, want %v", c.Text, ids, c.IDsNoSpecial)
@@ -249,14 +249,14 @@ func TestBertOptionsFromTokenizerConfig(t *testing.T) {
 	bei, _ := tk.TokenToID("北")
 	jing, _ := tk.TokenToID("##京")
 	ids, _ := tk.Encode("é 北京")
-	if want := []int{100, bei, jing}; !equalInts(ids, want) {
+	if want := []int{100, bei, jing}; !slices.Equal(ids, want) {
 		t.Errorf("Encode = %v (%q), want %v", ids, tokensOf(tk, ids), want)
 	}
 	def := load(t, "bert-base-uncased/vocab.txt")
 	e, _ := def.TokenToID("e")
 	jing, _ = def.TokenToID("京")
 	ids, _ = def.Encode("é 北京")
-	if want := []int{e, bei, jing}; !equalInts(ids, want) {
+	if want := []int{e, bei, jing}; !slices.Equal(ids, want) {
 		t.Errorf("default options: Encode = %v (%q), want %v", ids, tokensOf(def, ids), want)
 	}
 }

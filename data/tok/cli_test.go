@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -44,7 +45,7 @@ func TestRunTokenizeJSONMatchesGPT2Oracle(t *testing.T) {
 			break
 		}
 		want := cases[n]
-		if got.Text != want.Text || !equalInts(got.IDs, want.IDs) || !equalStrings(got.Tokens, want.Tokens) || got.Decoded != want.Decoded {
+		if got.Text != want.Text || !slices.Equal(got.IDs, want.IDs) || !slices.Equal(got.Tokens, want.Tokens) || got.Decoded != want.Decoded {
 			t.Errorf("line %d:\n got %+v\nwant %+v", n+1, got, want)
 		}
 	}
@@ -69,7 +70,7 @@ func TestRunTokenizeBERTSpecial(t *testing.T) {
 		if err := dec.Decode(&got); err != nil {
 			t.Fatalf("output %d: %v", i+1, err)
 		}
-		if !equalInts(got.IDs, want.IDs) || !equalStrings(got.Tokens, want.Tokens) || got.Decoded != want.Decoded {
+		if !slices.Equal(got.IDs, want.IDs) || !slices.Equal(got.Tokens, want.Tokens) || got.Decoded != want.Decoded {
 			t.Errorf("line %d:\n got %+v\nwant %+v", i+1, got, want)
 		}
 	}

@@ -1,6 +1,7 @@
 package tok
 
 import (
+	"slices"
 	"sync"
 	"testing"
 )
@@ -21,7 +22,7 @@ func TestConcurrentEncode(t *testing.T) {
 			for round := 0; round < 3; round++ {
 				for i := range gcases {
 					c := gcases[(i+g*41)%len(gcases)]
-					if ids, err := gpt2.Encode(c.Text); err != nil || !equalInts(ids, c.IDs) {
+					if ids, err := gpt2.Encode(c.Text); err != nil || !slices.Equal(ids, c.IDs) {
 						errs <- "gpt2: " + c.Text
 						return
 					}
@@ -30,7 +31,7 @@ func TestConcurrentEncode(t *testing.T) {
 						return
 					}
 					b := bcases[(i+g*41)%len(bcases)]
-					if ids, err := bert.Encode(b.Text); err != nil || !equalInts(ids, b.IDsNoSpecial) {
+					if ids, err := bert.Encode(b.Text); err != nil || !slices.Equal(ids, b.IDsNoSpecial) {
 						errs <- "bert: " + b.Text
 						return
 					}
@@ -64,7 +65,7 @@ func TestWordCacheEviction(t *testing.T) {
 	ids := []int{7}
 	c.put("last", ids)
 	ids[0] = 8
-	if got, ok := c.appendCached(nil, "last"); !ok || !equalInts(got, []int{7}) {
+	if got, ok := c.appendCached(nil, "last"); !ok || !slices.Equal(got, []int{7}) {
 		t.Errorf("appendCached(last) = %v, %v", got, ok)
 	}
 }

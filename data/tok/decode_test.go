@@ -1,6 +1,7 @@
 package tok
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -63,7 +64,7 @@ func TestGPT2Decode(t *testing.T) {
 		}
 	}
 	ids, _ := tk.Encode("a<|endoftext|>b")
-	if !equalInts(ids, []int{64, 50256, 65}) {
+	if !slices.Equal(ids, []int{64, 50256, 65}) {
 		t.Errorf("Encode(a<|endoftext|>b) = %v, want [64 50256 65]", ids)
 	}
 }

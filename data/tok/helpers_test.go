@@ -185,30 +185,6 @@ func load(tb testing.TB, rel string) Tokenizer {
 	return tk
 }
 
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func tokensOf(tk Tokenizer, ids []int) []string {
 	out := make([]string, len(ids))
 	for i, id := range ids {

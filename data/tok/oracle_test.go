@@ -1,6 +1,7 @@
 package tok
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -26,16 +27,16 @@ func TestGPT2Oracle(t *testing.T) {
 					t.Errorf("line %d %q: %v", i+1, c.Text, err)
 					continue
 				}
-				if equalInts(ids, c.IDs) {
+				if slices.Equal(ids, c.IDs) {
 					idsOK++
 				} else {
 					t.Errorf("line %d %q:\n got ids %v\nwant ids %v", i+1, c.Text, ids, c.IDs)
 				}
 				// GPT-2 adds no special tokens around a sequence.
-				if sp := tk.AddSpecial(ids); !equalInts(sp, ids) {
+				if sp := tk.AddSpecial(ids); !slices.Equal(sp, ids) {
 					t.Errorf("line %d: AddSpecial changed the ids: %v", i+1, sp)
 				}
-				if toks := tokensOf(tk, c.IDs); equalStrings(toks, c.Tokens) {
+				if toks := tokensOf(tk, c.IDs); slices.Equal(toks, c.Tokens) {
 					toksOK++
 				} else {
 					t.Errorf("line %d %q:\n got tokens %q\nwant tokens %q", i+1, c.Text, toks, c.Tokens)
@@ -73,7 +74,7 @@ func TestBERTOracle(t *testing.T) {
 					t.Errorf("line %d %q: %v", i+1, c.Text, err)
 					continue
 				}
-				if equalInts(ids, c.IDsNoSpecial) {
+				if slices.Equal(ids, c.IDsNoSpecial) {
 					idsOK++
 				} else {
 					t.Errorf("line %d %q:\n got ids %v\nwant ids %v", i+1, c.Text, ids, c.IDsNoSpecial)
@@ -82,12 +83,12 @@ func TestBERTOracle(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if equalInts(full, c.IDs) {
+				if slices.Equal(full, c.IDs) {
 					specOK++
 				} else {
 					t.Errorf("line %d %q:\n got ids with specials %v\nwant %v", i+1, c.Text, full, c.IDs)
 				}
-				if toks := tokensOf(tk, c.IDs); equalStrings(toks, c.Tokens) {
+				if toks := tokensOf(tk, c.IDs); slices.Equal(toks, c.Tokens) {
 					toksOK++
 				} else {
 					t.Errorf("line %d %q:\n got tokens %q\nwant tokens %q", i+1, c.Text, toks, c.Tokens)

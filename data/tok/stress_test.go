@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,7 +152,7 @@ func TestGPT2StressAgainstNaiveBPE(t *testing.T) {
 			}
 			// Each stress string is one GPT-2 pre-token, so the reference encodes it whole.
 			want := ref.encodeWord(t, s)
-			if !equalInts(got, want) {
+			if !slices.Equal(got, want) {
 				bad++
 				if bad <= 10 {
 					t.Errorf("%s: %q: got %v, want %v", src, s, got, want)
@@ -250,10 +251,10 @@ func TestGPT2SplitHandCases(t *testing.T) {
 		{"", nil},
 	}
 	for _, tc := range tests {
-		if got := gpt2Pieces(tc.in); !equalStrings(got, tc.want) {
+		if got := gpt2Pieces(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("gpt2Split(%q) = %q, want %q", tc.in, got, tc.want)
 		}
-		if got := regexSplit(tc.in); !equalStrings(got, tc.want) {
+		if got := regexSplit(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("reference regexSplit(%q) = %q, want %q (the reference is wrong)", tc.in, got, tc.want)
 		}
 	}
@@ -278,7 +279,7 @@ func TestGPT2SplitMatchesRegexReference(t *testing.T) {
 	bad := 0
 	for _, s := range texts {
 		got, want := gpt2Pieces(s), regexSplit(s)
-		if !equalStrings(got, want) {
+		if !slices.Equal(got, want) {
 			bad++
 			if bad <= 10 {
 				t.Errorf("%q: got %q, want %q", s, got, want)
@@ -315,7 +316,7 @@ func TestGPT2WordsAgainstNaiveBPE(t *testing.T) {
 	}
 	for w := range words {
 		got := m.tokenize(w, nil)
-		if want := ref.encodeWord(t, w); !equalInts(got, want) {
+		if want := ref.encodeWord(t, w); !slices.Equal(got, want) {
 			t.Errorf("%q: got %v, want %v", w, got, want)
 		}
 	}
@@ -333,14 +334,14 @@ func FuzzGPT2Encode(f *testing.F) {
 			return
 		}
 		pieces := gpt2Pieces(s)
-		if want := regexSplit(s); !equalStrings(pieces, want) {
+		if want := regexSplit(s); !slices.Equal(pieces, want) {
 			t.Fatalf("split %q: got %q, want %q", s, pieces, want)
 		}
 		ref := loadNaiveBPE(t)
 		tk := load(t, "gpt2/vocab.json")
 		m := tk.(*pipeline).model.(*bpeModel)
 		for _, p := range pieces {
-			if got, want := m.tokenize(p, nil), ref.encodeWord(t, p); !equalInts(got, want) {
+			if got, want := m.tokenize(p, nil), ref.encodeWord(t, p); !slices.Equal(got, want) {
 				t.Fatalf("%q: got %v, want %v", p, got, want)
 			}
 		}
@@ -373,7 +374,7 @@ func FuzzBERTEncode(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !equalInts(a, b) {
+		if !slices.Equal(a, b) {
 			t.Fatalf("%q: tokenizer.json %v, vocab.txt %v", s, a, b)
 		}
 		for _, id := range a {

@@ -4,6 +4,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -23,7 +24,7 @@ func TestCleanCaptionWords(t *testing.T) {
 		{"", nil},
 	}
 	for _, tc := range tests {
-		if got := CleanCaptionWords(tc.in); !equalStrings(got, tc.want) {
+		if got := CleanCaptionWords(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("CleanCaptionWords(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
@@ -46,7 +47,7 @@ func TestBuildWordVocab(t *testing.T) {
 	}
 	for _, tc := range tests {
 		v := BuildWordVocab(wordCaptions, tc.minCount)
-		if got := v.Words(); !equalStrings(got, tc.words) {
+		if got := v.Words(); !slices.Equal(got, tc.words) {
 			t.Errorf("min %d: words %q, want %q", tc.minCount, got, tc.words)
 		}
 		if got := v.Count(1); got != tc.unkCount {
@@ -64,11 +65,11 @@ func TestBuildWordVocab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []int{4, 1, 6}; !equalInts(ids, want) {
+	if want := []int{4, 1, 6}; !slices.Equal(ids, want) {
 		t.Errorf("Encode = %v, want %v", ids, want)
 	}
 	full := v.AddSpecial(ids)
-	if want := []int{2, 4, 1, 6, 3}; !equalInts(full, want) {
+	if want := []int{2, 4, 1, 6, 3}; !slices.Equal(full, want) {
 		t.Errorf("AddSpecial = %v, want %v", full, want)
 	}
 	if got := v.Decode(append(full, 0, 0, 99), false); got != "startseq the <unk> runs endseq <pad> <pad>" {
@@ -114,13 +115,13 @@ func TestWordVocabDeterministicAndRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !equalStrings(back.Words(), orig.Words()) {
+	if !slices.Equal(back.Words(), orig.Words()) {
 		t.Error("words differ after Save/Load")
 	}
 	for _, c := range caps {
 		x, _ := orig.Encode(c)
 		y, _ := back.Encode(c)
-		if !equalInts(x, y) {
+		if !slices.Equal(x, y) {
 			t.Errorf("%q: %v before, %v after Save/Load", c, x, y)
 		}
 	}

@@ -3,6 +3,7 @@ package vgglstm
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -50,7 +51,7 @@ func (m *Model) LoadTorchvisionEncoder(path string) error {
 			missing = append(missing, name)
 			continue
 		}
-		if a, b := torchx.SizeOrNil(t), torchx.SizeOrNil(s); fmt.Sprint(a) != fmt.Sprint(b) {
+		if a, b := torchx.SizeOrNil(t), torchx.SizeOrNil(s); !slices.Equal(a, b) {
 			mismatched = append(mismatched, fmt.Sprintf("%s (model %v, file %v)", name, a, b))
 		}
 	}
