@@ -20,6 +20,7 @@ test: setup
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@echo "== go vet"; $(GO) vet ./...
 	@echo "== fuzz (brief)"; ./scripts/fuzz.sh
+	@echo "== browser test deps"; ./scripts/browser-test-deps.sh
 	@echo "== go test"; $(GO) test -count=1 -timeout 60m ./...
 
 demo: setup build

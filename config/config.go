@@ -53,6 +53,10 @@ type ModelConfig struct {
 	Tokenizer string `mapstructure:"tokenizer" yaml:"tokenizer" json:"tokenizer"`
 	// Prompt is the text the caption continues (BLIP: "a picture of ").
 	Prompt string `mapstructure:"prompt" yaml:"prompt" json:"prompt"`
+	// HFConfig builds a transformer model from scratch (no pretrained weights): Hugging Face
+	// config.json keys over the family's defaults, e.g. {encoder: {hidden_size: 64}, decoder:
+	// {n_layer: 2}} for vit_gpt2. Token ids and vocab_size come from the tokenizer.
+	HFConfig map[string]any `mapstructure:"hf_config" yaml:"hf_config" json:"hf_config"`
 	// DType is the compute type: float32 or bfloat16 (float16 on CUDA only).
 	DType string `mapstructure:"dtype" yaml:"dtype" json:"dtype"`
 }

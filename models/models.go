@@ -6,8 +6,10 @@ package models
 import (
 	"context"
 
-	"github.com/sugarme/gotch/nn"
+	gnn "github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/imgcap/imgcap/nn"
 )
 
 // Batch is one collated batch of images and captions, ready for a model.
@@ -26,7 +28,8 @@ type Batch struct {
 	Paths []string
 }
 
-// GenerateOptions control caption generation; zero values mean the model's defaults.
+// GenerateOptions control caption generation; zero values mean the model's defaults (for
+// Hugging Face models, its generation_config.json).
 type GenerateOptions struct {
 	NumBeams      int     // 1 = greedy
 	MaxNewTokens  int     // new tokens after the prompt
@@ -38,14 +41,22 @@ type GenerateOptions struct {
 	TopK          int
 	TopP          float64
 	Seed          int64
-	Prompt        string // text the caption continues
+	EarlyStopping bool   // beam search stops a row once NumBeams captions are finished
+	Prompt        string // text the caption continues (the caller tokenizes it into PromptIDs)
+	// PromptIDs are the tokenizer's ids of the prompt, as a Hugging Face tokenizer returns them
+	// (BLIP: [CLS] … [SEP]); each model adds its start token or replaces special tokens the way
+	// its Hugging Face generate() does.
+	PromptIDs []int64
 }
 
 // Caption is one generated caption.
 type Caption struct {
 	Text  string  `json:"text"`
-	IDs   []int64 `json:"ids"`
+	IDs   []int64 `json:"ids"`   // generated tokens, the prompt and the end token excluded
 	Score float64 `json:"score"` // sequence log-probability (beam search: length-normalised)
+	// Sequence is the whole decoder sequence as Hugging Face's generate() returns it: start
+	// token, prompt, generated tokens and the end token when one was generated.
+	Sequence []int64 `json:"sequence,omitempty"`
 }
 
 // Captioner generates captions for a batch of images.
@@ -57,7 +68,7 @@ type Captioner interface {
 // Trainable is a model the shared trainer can optimise.
 type Trainable interface {
 	// VarStore holds every parameter, named like the Hugging Face (or torchvision) state_dict.
-	VarStore() *nn.VarStore
+	VarStore() *gnn.VarStore
 	// Loss returns the mean loss of a batch as a scalar tensor that supports Backward.
 	// train switches dropout and other training-only behaviour on.
 	Loss(b *Batch, train bool) (*ts.Tensor, error)
@@ -71,4 +82,42 @@ func (b *Batch) Drop() {
 			_ = t.Drop()
 		}
 	}
+}
+
+// Override returns the generation config gc with the options the user set (non-zero fields)
+// applied on top, as Hugging Face's generate(**kwargs) overrides generation_config.json.
+func (o GenerateOptions) Override(gc nn.GenerationConfig) nn.GenerationConfig {
+	if o.NumBeams > 0 {
+		gc.NumBeams = o.NumBeams
+	}
+	if o.MaxNewTokens > 0 {
+		n := o.MaxNewTokens
+		gc.MaxNewTokens = &n
+	}
+	if o.MinNewTokens > 0 {
+		n := o.MinNewTokens
+		gc.MinNewTokens = &n
+	}
+	if o.LengthPenalty != 0 {
+		gc.LengthPenalty = o.LengthPenalty
+	}
+	if o.NoRepeatNgram > 0 {
+		gc.NoRepeatNgramSize = o.NoRepeatNgram
+	}
+	if o.EarlyStopping {
+		gc.EarlyStopping, gc.EarlyStoppingNever = true, false
+	}
+	if o.DoSample {
+		gc.DoSample = true
+	}
+	if o.Temperature > 0 {
+		gc.Temperature = o.Temperature
+	}
+	if o.TopK > 0 {
+		gc.TopK = o.TopK
+	}
+	if o.TopP > 0 {
+		gc.TopP = o.TopP
+	}
+	return gc
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,7 +163,7 @@ func generateOptions(e config.EvalConfig) models.GenerateOptions {
 // Train trains the configured model. cfgYAML is the resolved configuration saved in the run.
 func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, env Env) (train.Result, error) {
 	if cfg.Model.Arch != "vgg16_lstm" {
-		return train.Result{}, notBuilt(cfg.Model.Arch, "training", archIssue(cfg.Model.Arch))
+		return trainHF(ctx, cfg, cfgYAML, resume, env)
 	}
 	ds, err := LoadDataset(cfg.Data, cfg.Train.Seed)
 	if err != nil {
@@ -256,6 +257,17 @@ func openRun(runDir string, env Env) (*vggRun, error) {
 
 // CaptionFiles captions image files with a trained run.
 func CaptionFiles(ctx context.Context, runDir string, paths []string, opts models.GenerateOptions, env Env) ([]string, error) {
+	if _, err := os.Stat(filepath.Join(runDir, HFConfigFile)); err == nil {
+		caps, err := CaptionModel(ctx, runDir, paths, CaptionOptions{Generate: opts}, env)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(caps))
+		for i, c := range caps {
+			out[i] = c.Text
+		}
+		return out, nil
+	}
 	r, err := openRun(runDir, env)
 	if err != nil {
 		return nil, err
@@ -276,11 +288,25 @@ type EvalOptions struct {
 	OutDir    string // where results and scores go (default: RUN/eval-SPLIT)
 	Bootstrap int    // bootstrap resamples for confidence intervals (0 = none)
 	Show      int    // print this many generated captions beside a reference
+	Prompt    string // text every caption continues (transformer models)
 }
 
 // Evaluate captions a split with a trained run and scores the captions, writing COCO results and
 // a score JSON.
 func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval.ScoreReport, error) {
+	if _, err := os.Stat(filepath.Join(runDir, HFConfigFile)); err == nil {
+		cfg, err := config.Load(config.Options{File: filepath.Join(runDir, "config.yaml")})
+		if err != nil {
+			return nil, fmt.Errorf("run %s: %w", runDir, err)
+		}
+		if o.MaxImages == 0 {
+			o.MaxImages = cfg.Eval.MaxImages
+		}
+		if o.Prompt == "" {
+			o.Prompt = cfg.Model.Prompt
+		}
+		return EvaluateModel(ctx, runDir, cfg.Data, cfg.Eval, o, env)
+	}
 	r, err := openRun(runDir, env)
 	if err != nil {
 		return nil, err
@@ -328,17 +354,24 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 		rep, err = ev.Run(ctx)
 		return err
 	})
-	if err != nil || o.Show <= 0 {
-		return rep, err
-	}
-	cands, err := eval.ReadCOCOResults(filepath.Join(outDir, "results.json"))
 	if err != nil {
 		return rep, err
 	}
-	w := env.out()
+	return rep, showCaptions(env.out(), outDir, refs, paths, o.Show)
+}
+
+// showCaptions prints the first n generated captions of outDir/results.json beside a human one.
+func showCaptions(w io.Writer, outDir string, refs *eval.References, paths map[string]string, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	cands, err := eval.ReadCOCOResults(filepath.Join(outDir, "results.json"))
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "\n%-24s  %-44s  %s\n", "image", "generated", "a human caption")
 	for i, c := range cands {
-		if i == o.Show {
+		if i == n {
 			break
 		}
 		ref := ""
@@ -347,5 +380,5 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 		}
 		fmt.Fprintf(w, "%-24s  %-44s  %s\n", filepath.Base(paths[c.ImageID]), c.Caption, ref)
 	}
-	return rep, nil
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sugarme/gotch"
 
 	"github.com/imgcap/imgcap/config"
+	"github.com/imgcap/imgcap/data"
 	"github.com/imgcap/imgcap/data/synth"
 	"github.com/imgcap/imgcap/eval"
 	"github.com/imgcap/imgcap/train"
@@ -85,40 +86,9 @@ func TestVGGLSTMLearnsSynthetic(t *testing.T) {
 	}
 	model := rep.Corpus[eval.KeyBleu4]
 
-	// Baseline: the most common training caption, given for every test image.
-	ds, err := LoadDataset(c.Data, c.Train.Seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	for _, r := range ds.Split("train") {
-		for _, cap := range r.Captions {
-			counts[cap]++
-		}
-	}
-	var common []string
-	for cap := range counts {
-		common = append(common, cap)
-	}
-	sort.Slice(common, func(i, j int) bool {
-		if counts[common[i]] != counts[common[j]] {
-			return counts[common[i]] > counts[common[j]]
-		}
-		return common[i] < common[j]
-	})
-	test := ds.Split("test")
-	ids := make([]string, len(test))
-	refs := make([][]string, len(test))
-	cands := make([]string, len(test))
-	for i, r := range test {
-		ids[i], refs[i], cands[i] = r.Name, r.Captions, common[0]
-	}
-	base, err := eval.Score(ids, refs, cands, eval.Options{Metrics: []string{"bleu"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	baseline := base.Corpus[eval.KeyBleu4]
-	t.Logf("held-out BLEU-4: model %.3f, most common caption %q %.3f\n%s", model, common[0], baseline, out.String())
+	baseline, common := constantBaseline(t, c)
+	test := mustSplit(t, c, "test")
+	t.Logf("held-out BLEU-4: model %.3f, most common caption %q %.3f\n%s", model, common, baseline, out.String())
 	if model < 0.22 || model < 1.8*baseline {
 		t.Errorf("model BLEU-4 %.3f is not far above the constant-caption baseline %.3f", model, baseline)
 	}
@@ -192,4 +162,48 @@ func (c *cancelOn) Write(p []byte) (int, error) {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+// mustSplit loads a split of the config's dataset.
+func mustSplit(t *testing.T, c config.Config, split string) []data.Record {
+	t.Helper()
+	ds, err := LoadDataset(c.Data, c.Train.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds.Split(split)
+}
+
+// constantBaseline is the test-split BLEU-4 of the most common training caption given for
+// every test image: what a model that ignores the picture can reach.
+func constantBaseline(t *testing.T, c config.Config) (float64, string) {
+	t.Helper()
+	counts := map[string]int{}
+	for _, r := range mustSplit(t, c, "train") {
+		for _, cap := range r.Captions {
+			counts[cap]++
+		}
+	}
+	var common []string
+	for cap := range counts {
+		common = append(common, cap)
+	}
+	sort.Slice(common, func(i, j int) bool {
+		if counts[common[i]] != counts[common[j]] {
+			return counts[common[i]] > counts[common[j]]
+		}
+		return common[i] < common[j]
+	})
+	test := mustSplit(t, c, "test")
+	ids := make([]string, len(test))
+	refs := make([][]string, len(test))
+	cands := make([]string, len(test))
+	for i, r := range test {
+		ids[i], refs[i], cands[i] = r.Name, r.Captions, common[0]
+	}
+	base, err := eval.Score(ids, refs, cands, eval.Options{Metrics: []string{"bleu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base.Corpus[eval.KeyBleu4], common[0]
 }

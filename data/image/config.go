@@ -319,3 +319,24 @@ func parseTriple(v json.RawMessage) ([3]float64, error) {
 	}
 	return [3]float64{l[0], l[1], l[2]}, nil
 }
+
+// MarshalHF writes the config as a Hugging Face preprocessor_config.json that ParseConfig (and
+// transformers) read back to the same settings.
+func (c Config) MarshalHF() ([]byte, error) {
+	size := func(s Size) any {
+		if s.ShortestEdge > 0 {
+			return map[string]int{"shortest_edge": s.ShortestEdge}
+		}
+		return map[string]int{"height": s.Height, "width": s.Width}
+	}
+	m := map[string]any{
+		"image_processor_type": c.Type, "do_convert_rgb": c.DoConvertRGB, "do_resize": c.DoResize,
+		"size": size(c.Size), "resample": int(c.Resample), "do_center_crop": c.DoCenterCrop,
+		"do_rescale": c.DoRescale, "rescale_factor": c.RescaleFactor, "do_normalize": c.DoNormalize,
+		"image_mean": c.ImageMean[:], "image_std": c.ImageStd[:],
+	}
+	if c.DoCenterCrop {
+		m["crop_size"] = size(c.CropSize)
+	}
+	return json.MarshalIndent(m, "", "  ")
+}

@@ -115,3 +115,27 @@ func TestSizeOutput(t *testing.T) {
 		}
 	}
 }
+
+func TestMarshalHFRoundTrip(t *testing.T) {
+	for _, typ := range []string{"ViTImageProcessor", "BlipImageProcessor", "CLIPImageProcessor"} {
+		c, err := DefaultConfig(typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Size = Size{Height: 96, Width: 64}
+		if typ == "CLIPImageProcessor" {
+			c.Size = Size{ShortestEdge: 80}
+		}
+		b, err := c.MarshalHF()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseConfig(b)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", typ, err, b)
+		}
+		if !reflect.DeepEqual(c, back) {
+			t.Errorf("%s round trip:\n%+v\n%+v", typ, c, back)
+		}
+	}
+}

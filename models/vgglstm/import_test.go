@@ -2,6 +2,7 @@ package vgglstm
 
 import (
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -64,6 +65,10 @@ func TestLoadTorchvisionEncoder(t *testing.T) {
 			t.Errorf("%s: equal after import = %v, want %v", name, eq, isEncoderParam(name))
 		}
 	}
+	// Variables returns struct copies that share the models' C tensors; keep the models (whose
+	// finalizers free those tensors) alive until the comparisons are done.
+	runtime.KeepAlive(src)
+	runtime.KeepAlive(dst)
 
 	// A plain vgg16 model cannot take vgg16_bn weights: every problem is named.
 	plain := tinyConfig()

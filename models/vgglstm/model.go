@@ -282,6 +282,15 @@ func (m *Model) CaptionFeatures(ctx context.Context, feats *ts.Tensor, opts mode
 	if lp == 0 {
 		lp = 1
 	}
+	gen := nn.GenerateOptions{
+		NumBeams: beams, MaxNewTokens: maxNew, MinNewTokens: opts.MinNewTokens,
+		LengthPenalty: lp, NoRepeatNgram: opts.NoRepeatNgram, PadID: m.Cfg.PadID,
+		DoSample: opts.DoSample, Temperature: opts.Temperature, TopK: opts.TopK, TopP: opts.TopP,
+		Seed: opts.Seed,
+	}
+	if m.Cfg.EndID >= 0 {
+		gen.EOS = []int64{m.Cfg.EndID}
+	}
 	err = torchx.NoGrad(func() error {
 		return torchx.WithScope(func(s *torchx.Scope) (err error) {
 			defer torchx.Catch(&err)
@@ -290,16 +299,16 @@ func (m *Model) CaptionFeatures(ctx context.Context, feats *ts.Tensor, opts mode
 			if beams > 1 {
 				fe = torchx.Must(fe.RepeatInterleaveSelfInt(int64(beams), []int64{0}, []int64{}, false))
 			}
-			st := &stepper{ctx: ctx, m: m, fe: fe}
+			st := &stepper{m: m, fe: fe}
 			st.state, err = m.lstm.ZeroState(b * int64(beams))
 			torchx.MustOK(err)
-			hyps, err := nn.BeamSearch(st, nn.SearchOptions{
-				Batch: int(b), NumBeams: beams, StartID: m.Cfg.StartID, EndID: m.Cfg.EndID,
-				MaxNewTokens: maxNew, MinNewTokens: opts.MinNewTokens, LengthPenalty: lp,
-				NoRepeatNgram: opts.NoRepeatNgram,
-			})
+			prompts := make([][]int64, b)
+			for i := range prompts {
+				prompts[i] = []int64{m.Cfg.StartID}
+			}
+			seqs, err := nn.Generate(ctx, st, prompts, gen)
 			torchx.MustOK(err)
-			for _, h := range hyps {
+			for _, h := range seqs {
 				ids := h.Tokens
 				if n := len(ids); n > 0 && ids[n-1] == m.Cfg.EndID {
 					ids = ids[:n-1]
@@ -312,29 +321,31 @@ func (m *Model) CaptionFeatures(ctx context.Context, feats *ts.Tensor, opts mode
 	return caps, err
 }
 
-// stepper feeds the decoder one token per row for nn.BeamSearch.
+// stepper is the nn.Decoder of the LSTM: it feeds tokens to every row and returns the logits
+// of the last position.
 type stepper struct {
-	ctx   context.Context
 	m     *Model
 	fe    *ts.Tensor
 	state nn.LSTMState
 }
 
-func (s *stepper) Step(tokens []int64) (logp []float32, vocab int, err error) {
+func (s *stepper) Step(tokens [][]int64) (logits []float32, vocab int, err error) {
 	defer torchx.Catch(&err)
-	if err := s.ctx.Err(); err != nil {
-		return nil, 0, err
+	rows, n := int64(len(tokens)), int64(len(tokens[0]))
+	flat := make([]int64, 0, rows*n)
+	for _, t := range tokens {
+		flat = append(flat, t...)
 	}
-	ids := torchx.Must(ts.OfSlice(tokens))
-	ids = torchx.Must(ids.View([]int64{int64(len(tokens)), 1}, false))
+	ids := torchx.Must(ts.OfSlice(flat))
+	ids = torchx.Must(ids.View([]int64{rows, n}, false))
 	dev, err := s.fe.Device()
 	torchx.MustOK(err)
 	ids = torchx.Must(ids.To(dev, false))
-	logits, next, err := s.m.decodeStep(s.fe, ids, s.state, false)
+	out, next, err := s.m.decodeStep(s.fe, ids, s.state, false)
 	torchx.MustOK(err)
 	s.state = next
-	lp := torchx.Must(logits.LogSoftmax(-1, gotch.Float, false))
-	vals, err := torchx.Float32s(lp)
+	last := torchx.Must(out.Select(1, n-1, false))
+	vals, err := torchx.Float32s(last)
 	torchx.MustOK(err)
 	return vals, int(s.m.Cfg.VocabSize), nil
 }

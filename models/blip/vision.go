@@ -1,0 +1,137 @@
+package blip
+
+import (
+	"fmt"
+	"math"
+
+	gnn "github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/imgcap/imgcap/nn"
+	"github.com/imgcap/imgcap/torchx"
+)
+
+// VisionModel is BlipVisionModel: embeddings.{class_embedding, patch_embedding, position_embedding},
+// encoder.layers.N.{layer_norm1, self_attn.qkv, self_attn.projection, layer_norm2, mlp.fc1,
+// mlp.fc2}, post_layernorm.
+type VisionModel struct {
+	Cfg      VisionConfig
+	cls, pos *ts.Tensor
+	patch    *nn.Conv2d
+	layers   []*nn.PreLNBlock
+	postLN   *nn.LayerNorm
+}
+
+// NewVisionModel builds the vision model under p (e.g. root.Sub("vision_model")) with
+// BlipPreTrainedModel's initialisation: Linear and Conv weights N(0, std²) with std the top-level
+// initializer_range, biases 0, LayerNorms 1 and 0, class and position embeddings
+// N(0, vision initializer_range²) (HF truncates that normal at ±2, which at its tiny default std
+// changes nothing).
+func NewVisionModel(p *gnn.Path, cfg VisionConfig, std float64) (m *VisionModel, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	defer torchx.Catch(&err)
+	h := int64(cfg.HiddenSize)
+	m = &VisionModel{Cfg: cfg}
+	emb := p.Sub("embeddings")
+	m.cls = torchx.Must(emb.NewVar("class_embedding", []int64{1, 1, h}, nn.NormalInit(cfg.InitializerRange)))
+	m.pos = torchx.Must(emb.NewVar("position_embedding", []int64{1, cfg.NumPatches() + 1, h}, nn.NormalInit(cfg.InitializerRange)))
+	ps := int64(cfg.PatchSize)
+	m.patch, err = nn.NewConv2dInit(emb.Sub("patch_embedding"), int64(cfg.NumChannels), h, ps, ps, 0, nn.NormalInit(std), nn.ZeroInit())
+	torchx.MustOK(err)
+	act, err := nn.Activation(cfg.HiddenAct)
+	torchx.MustOK(err)
+	heads := int64(cfg.NumAttentionHeads)
+	inter := int64(cfg.IntermediateSize)
+	for i := 0; i < cfg.NumHiddenLayers; i++ {
+		lp := p.Sub("encoder").Sub("layers").Sub(fmt.Sprint(i))
+		ln := func(name string) *nn.LayerNorm {
+			l, err := nn.NewLayerNorm(lp.Sub(name), h, cfg.LayerNormEps)
+			torchx.MustOK(err)
+			return l
+		}
+		m.layers = append(m.layers, &nn.PreLNBlock{
+			LN1: ln("layer_norm1"),
+			Attn: &nn.MultiHeadAttention{
+				QKV:   linear(lp.Sub("self_attn").Sub("qkv"), h, 3*h, std),
+				Heads: heads, Scale: 1 / math.Sqrt(float64(h/heads)), DropoutP: cfg.AttentionDropout,
+			},
+			AttnOut: linear(lp.Sub("self_attn").Sub("projection"), h, h, std),
+			LN2:     ln("layer_norm2"),
+			MLP: &nn.MLP{
+				FC1: linear(lp.Sub("mlp").Sub("fc1"), h, inter, std),
+				FC2: linear(lp.Sub("mlp").Sub("fc2"), inter, h, std),
+				Act: act,
+			},
+			// BlipEncoderLayer has no dropout on its residual branches (config.dropout is unused).
+		})
+	}
+	m.postLN, err = nn.NewLayerNorm(p.Sub("post_layernorm"), h, cfg.LayerNormEps)
+	torchx.MustOK(err)
+	return m, nil
+}
+
+// linear is a Linear with bias initialised as HF's BLIP does (weight N(0, std²), bias 0); it
+// unwinds to the enclosing torchx.Catch on failure.
+func linear(p *gnn.Path, in, out int64, std float64) *nn.Linear {
+	l, err := nn.NewLinearStd(p, in, out, true, std)
+	torchx.MustOK(err)
+	return l
+}
+
+// Forward returns last_hidden_state [B, 1+patches, hidden] (post_layernorm applied to every
+// token: BLIP's image_embeds) for pixel_values [B, C, H, W] at the configured image size.
+func (m *VisionModel) Forward(pixels *ts.Tensor, train bool) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	s := torchx.MustSize(pixels)
+	c := m.Cfg
+	if len(s) != 4 || s[0] == 0 || s[1] != int64(c.NumChannels) || s[2] != int64(c.ImageSize) || s[3] != int64(c.ImageSize) {
+		return nil, fmt.Errorf("blip vision: pixel_values %v, want [B>0, %d, %d, %d]", s, c.NumChannels, c.ImageSize, c.ImageSize)
+	}
+	x := torchx.Must(m.embed(pixels))
+	for _, l := range m.layers {
+		y, err := l.Forward(x, nn.BlockInput{Train: train})
+		x.Drop()
+		torchx.MustOK(err)
+		x = y
+	}
+	defer x.Drop()
+	return m.postLN.Forward(x)
+}
+
+// Pool is BlipVisionModel's pooler_output: post_layernorm applied a second time to token 0 of
+// last_hidden_state [B, T, hidden].
+func (m *VisionModel) Pool(last *ts.Tensor) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	first := torchx.Must(last.Select(1, 0, false))
+	defer first.Drop()
+	return m.postLN.Forward(first)
+}
+
+// embed is [class_embedding, patches (row-major)] + position_embedding.
+func (m *VisionModel) embed(pixels *ts.Tensor) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	b := torchx.MustSize(pixels)[0]
+	h := int64(m.Cfg.HiddenSize)
+	px := pixels
+	if dev, err := m.cls.Device(); err == nil && !sameDevice(dev, pixels) {
+		px = torchx.Must(px.To(dev, false))
+		defer px.Drop()
+	}
+	if dt := m.cls.DType(); px.DType() != dt {
+		px = torchx.Must(px.Totype(dt, false))
+		defer px.Drop()
+	}
+	conv := torchx.Must(m.patch.Forward(px)) // [B, H, h', w']
+	defer conv.Drop()
+	flat := torchx.Must(conv.Flatten(2, -1, false)) // [B, H, N]
+	defer flat.Drop()
+	patches := torchx.Must(flat.Transpose(1, 2, false)) // [B, N, H]
+	defer patches.Drop()
+	cls := torchx.Must(m.cls.Expand([]int64{b, 1, h}, false, false))
+	defer cls.Drop()
+	tokens := torchx.Must(ts.Cat([]*ts.Tensor{cls, patches}, 1))
+	defer tokens.Drop()
+	return tokens.Add(m.pos, false)
+}

@@ -1,0 +1,139 @@
+package vitgpt2
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/imgcap/imgcap/models"
+	"github.com/imgcap/imgcap/models/gpt2"
+	"github.com/imgcap/imgcap/nn"
+	"github.com/imgcap/imgcap/torchx"
+)
+
+// Generate runs generation for pixels [B, C, H, W]. prompts[b] are the decoder tokens each
+// caption starts with (at least decoder_start_token_id; all of one length); nil means
+// [decoder_start_token_id] for every image. Sequences hold the new tokens only.
+func (m *Model) Generate(ctx context.Context, pixels *ts.Tensor, prompts [][]int64, o nn.GenerateOptions) (seqs []nn.Sequence, err error) {
+	err = torchx.NoGrad(func() error {
+		return torchx.WithScope(func(s *torchx.Scope) (err error) {
+			defer torchx.Catch(&err)
+			enc := torchx.Must(m.Encode(pixels, false))
+			b := torchx.MustSize(enc)[0]
+			if prompts == nil {
+				for i := int64(0); i < b; i++ {
+					prompts = append(prompts, []int64{m.Cfg.DecoderStartTokenID})
+				}
+			}
+			if int64(len(prompts)) != b {
+				return fmt.Errorf("%d prompts for %d images", len(prompts), b)
+			}
+			st, err := m.Decoder.NewState(enc)
+			torchx.MustOK(err)
+			defer st.Drop()
+			d := &decoder{m: m, st: st}
+			seqs, err = nn.Generate(ctx, d, prompts, o)
+			return err
+		})
+	})
+	return seqs, err
+}
+
+// GenerateOptions fills o's zero-valued token ids from the model config: EOS and pad.
+func (m *Model) GenerateOptions(o nn.GenerateOptions) nn.GenerateOptions {
+	if len(o.EOS) == 0 {
+		o.EOS = []int64{m.Cfg.EOSTokenID}
+	}
+	o.PadID = m.Cfg.PadTokenID
+	return o
+}
+
+// decoder feeds GPT-2 for nn.Generate with cached self-attention and cross-attention keys and
+// values.
+type decoder struct {
+	m  *Model
+	st *gpt2.State
+}
+
+func (d *decoder) Step(tokens [][]int64) (logits []float32, vocab int, err error) {
+	err = torchx.WithScope(func(s *torchx.Scope) (err error) {
+		defer torchx.Catch(&err)
+		defer func() { s.Keep(d.st.Tensors()...) }()
+		rows, n := int64(len(tokens)), int64(len(tokens[0]))
+		flat := make([]int64, 0, rows*n)
+		for _, t := range tokens {
+			flat = append(flat, t...)
+		}
+		ids := torchx.Must(ts.OfSlice(flat))
+		ids = torchx.Must(ids.View([]int64{rows, n}, true))
+		if dev := d.m.Device(); dev != gotch.CPU {
+			ids = torchx.Must(ids.To(dev, true))
+		}
+		h := torchx.Must(d.m.Decoder.Hidden(ids, nil, d.st, false))
+		last := torchx.Must(h.Select(1, n-1, false))
+		out := torchx.Must(ts.Linear(last, d.m.Decoder.WTE(), ts.None))
+		logits, err = torchx.Float32s(out)
+		vocab = d.m.Cfg.Decoder.VocabSize
+		return err
+	})
+	return logits, vocab, err
+}
+
+func (d *decoder) Reorder(rows []int64) error {
+	return torchx.WithScope(func(s *torchx.Scope) (err error) {
+		defer torchx.Catch(&err)
+		defer func() { s.Keep(d.st.Tensors()...) }()
+		idx := torchx.Must(ts.OfSlice(rows))
+		if dev := d.m.Device(); dev != gotch.CPU {
+			idx = torchx.Must(idx.To(dev, true))
+		}
+		for _, c := range d.st.Caches {
+			torchx.MustOK(c.Reorder(idx))
+		}
+		return nil
+	})
+}
+
+// Caption implements models.Captioner: o.PromptIDs, when set, are the decoder prompt exactly as
+// Hugging Face's generate() takes decoder_input_ids (starting with decoder_start_token_id);
+// zero options take the generation config's values (see GenerationConfig).
+func (m *Model) Caption(ctx context.Context, pixels *ts.Tensor, o models.GenerateOptions) (caps []models.Caption, err error) {
+	prompt := o.PromptIDs
+	if len(prompt) == 0 {
+		prompt = []int64{m.Cfg.DecoderStartTokenID}
+	}
+	for _, id := range prompt {
+		if id < 0 || id >= int64(m.Cfg.Decoder.VocabSize) {
+			return nil, fmt.Errorf("prompt id %d outside the vocabulary of %d", id, m.Cfg.Decoder.VocabSize)
+		}
+	}
+	size, err := pixels.Size()
+	if err != nil {
+		return nil, torchx.Err("pixels", err)
+	}
+	prompts := make([][]int64, size[0])
+	for i := range prompts {
+		prompts[i] = prompt
+	}
+	go_, err := o.Override(m.Gen).Options(len(prompt))
+	if err != nil {
+		return nil, err
+	}
+	go_.Seed = o.Seed
+	go_ = m.GenerateOptions(go_)
+	seqs, err := m.Generate(ctx, pixels, prompts, go_)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range seqs {
+		ids := s.Tokens
+		if n := len(ids); n > 0 && slices.Contains(go_.EOS, ids[n-1]) {
+			ids = ids[:n-1]
+		}
+		caps = append(caps, models.Caption{IDs: ids, Score: s.Score, Sequence: append(append([]int64(nil), prompt...), s.Tokens...)})
+	}
+	return caps, nil
+}

@@ -1,0 +1,597 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sugarme/gotch"
+	gnn "github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/imgcap/imgcap/torchx"
+)
+
+// Layer is anything that maps a tensor to a tensor: Linear, Conv1D, a closure.
+type Layer interface {
+	Forward(x *ts.Tensor) (*ts.Tensor, error)
+}
+
+// LayerNorm normalises the last dimension, with PyTorch's parameter names weight and bias.
+type LayerNorm struct {
+	Weight, Bias *ts.Tensor
+	Eps          float64
+	dim          int64
+}
+
+// NewLayerNorm creates a LayerNorm over the last dimension (size dim) initialised to the identity.
+func NewLayerNorm(p *gnn.Path, dim int64, eps float64) (*LayerNorm, error) {
+	w, err := p.NewVar("weight", []int64{dim}, gnn.NewConstInit(1))
+	if err != nil {
+		return nil, err
+	}
+	b, err := p.NewVar("bias", []int64{dim}, gnn.NewConstInit(0))
+	if err != nil {
+		return nil, err
+	}
+	return &LayerNorm{Weight: w, Bias: b, Eps: eps, dim: dim}, nil
+}
+
+// Forward normalises x [..., dim].
+func (l *LayerNorm) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	out, err := ts.LayerNorm(x, []int64{l.dim}, l.Weight, l.Bias, l.Eps, false)
+	return out, torchx.Err("layer norm", err)
+}
+
+// Conv1D is GPT-2's linear layer: y = x·W + b with weight stored [in, out], transposed with
+// respect to Linear. It is the one place where that layout is handled, so GPT-2 checkpoints load
+// by name without transposing anything.
+type Conv1D struct {
+	Weight, Bias *ts.Tensor
+}
+
+// NewConv1D creates a Conv1D with Hugging Face's GPT-2 initialisation (weight N(0, std²), bias 0).
+func NewConv1D(p *gnn.Path, in, out int64, std float64) (*Conv1D, error) {
+	w, err := p.NewVar("weight", []int64{in, out}, gnn.NewRandnInit(0, std))
+	if err != nil {
+		return nil, err
+	}
+	b, err := p.NewVar("bias", []int64{out}, gnn.NewConstInit(0))
+	if err != nil {
+		return nil, err
+	}
+	return &Conv1D{Weight: w, Bias: b}, nil
+}
+
+// Forward applies the layer to x [..., in].
+func (c *Conv1D) Forward(x *ts.Tensor) (out *ts.Tensor, err error) {
+	// linear(x, Wᵀ) multiplies by W itself; the transposed view costs no copy.
+	wt, err := c.Weight.T(false)
+	if err != nil {
+		return nil, torchx.Err("conv1d", err)
+	}
+	defer wt.Drop()
+	out, err = ts.Linear(x, wt, c.Bias)
+	return out, torchx.Err("conv1d", err)
+}
+
+// NormalInit is N(0, std²), the initialisation Hugging Face uses for transformer weights.
+func NormalInit(std float64) gnn.Init { return gnn.NewRandnInit(0, std) }
+
+// ZeroInit is the constant 0 (Hugging Face's bias initialisation).
+func ZeroInit() gnn.Init { return gnn.NewConstInit(0) }
+
+// NewLinearStd creates a Linear layer initialised as Hugging Face transformers do: weight
+// N(0, std²), bias 0.
+func NewLinearStd(p *gnn.Path, in, out int64, bias bool, std float64) (*Linear, error) {
+	var b gnn.Init
+	if bias {
+		b = ZeroInit()
+	}
+	return NewLinearInit(p, in, out, NormalInit(std), b)
+}
+
+// Activation returns the function Hugging Face configs name with hidden_act / activation_function:
+// "gelu" (exact, erf), "gelu_new", "gelu_pytorch_tanh" and "gelu_fast" (tanh approximation),
+// "quick_gelu", "relu", "tanh".
+func Activation(name string) (func(*ts.Tensor) (*ts.Tensor, error), error) {
+	switch name {
+	case "gelu":
+		return func(x *ts.Tensor) (*ts.Tensor, error) {
+			out, err := x.Gelu("none", false)
+			return out, torchx.Err("gelu", err)
+		}, nil
+	case "gelu_new", "gelu_pytorch_tanh", "gelu_fast":
+		return func(x *ts.Tensor) (*ts.Tensor, error) {
+			out, err := x.Gelu("tanh", false)
+			return out, torchx.Err("gelu", err)
+		}, nil
+	case "quick_gelu":
+		return func(x *ts.Tensor) (out *ts.Tensor, err error) {
+			defer torchx.Catch(&err)
+			s := torchx.Must(x.MulScalar(ts.FloatScalar(1.702), false))
+			defer s.Drop()
+			sig := torchx.Must(s.Sigmoid(false))
+			defer sig.Drop()
+			return x.Mul(sig, false)
+		}, nil
+	case "relu":
+		return func(x *ts.Tensor) (*ts.Tensor, error) {
+			out, err := x.Relu(false)
+			return out, torchx.Err("relu", err)
+		}, nil
+	case "tanh":
+		return func(x *ts.Tensor) (*ts.Tensor, error) {
+			out, err := x.Tanh(false)
+			return out, torchx.Err("tanh", err)
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown activation %q (known: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, tanh)", name)
+}
+
+// Dropout applies dropout with probability p when train is true; otherwise it returns a shallow
+// copy of x, so callers may always drop the result.
+func Dropout(x *ts.Tensor, p float64, train bool) (*ts.Tensor, error) {
+	if !train || p == 0 {
+		out, err := x.ShallowClone()
+		return out, torchx.Err("dropout", err)
+	}
+	out, err := ts.Dropout(x, p, true)
+	return out, torchx.Err("dropout", err)
+}
+
+// MLP is the transformer feed-forward block: FC2(act(FC1(x))).
+type MLP struct {
+	FC1, FC2 Layer
+	Act      func(*ts.Tensor) (*ts.Tensor, error)
+}
+
+// Forward applies the block to x [..., hidden].
+func (m *MLP) Forward(x *ts.Tensor) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	h := torchx.Must(m.FC1.Forward(x))
+	defer h.Drop()
+	a := torchx.Must(m.Act(h))
+	defer a.Drop()
+	return m.FC2.Forward(a)
+}
+
+// SplitHeads reshapes x [B, T, H·D] to [B, H, T, D].
+func SplitHeads(x *ts.Tensor, heads int64) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	s := torchx.MustSize(x)
+	if len(s) != 3 || s[2]%heads != 0 {
+		return nil, fmt.Errorf("split heads: shape %v is not [B, T, %d·D]", s, heads)
+	}
+	v := torchx.Must(x.View([]int64{s[0], s[1], heads, s[2] / heads}, false))
+	defer v.Drop()
+	return v.Transpose(1, 2, false)
+}
+
+// MergeHeads reshapes x [B, H, T, D] to [B, T, H·D].
+func MergeHeads(x *ts.Tensor) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	s := torchx.MustSize(x)
+	t := torchx.Must(x.Transpose(1, 2, false))
+	defer t.Drop()
+	c := torchx.Must(t.Contiguous(false))
+	defer c.Drop()
+	return c.View([]int64{s[0], s[2], s[1] * s[3]}, false)
+}
+
+// Attend computes softmax(q·kᵀ·scale + mask)·v for q [R, H, Tq, D] and k, v [N, H, Tk, D].
+// mask is additive (0 keeps, a large negative number removes), broadcastable to
+// [R, H, Tq, Tk], or nil.
+//
+// When N < R, the R = N·G query rows are G consecutive rows per key/value row: beams of one image
+// attending to that image's cross-attention keys and values, which are then computed and stored
+// once per image. Their queries are stacked along the time axis for one matrix product per image
+// (the cross-attention mask, if any, must then be [N, 1, 1, Tk]).
+func Attend(q, k, v, mask *ts.Tensor, scale float64) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	qs, ks := torchx.MustSize(q), torchx.MustSize(k)
+	if len(qs) != 4 || len(ks) != 4 || qs[1] != ks[1] || qs[3] != ks[3] || qs[0]%ks[0] != 0 {
+		return nil, fmt.Errorf("attention: query %v and key %v do not fit", qs, ks)
+	}
+	R, H, Tq, D := qs[0], qs[1], qs[2], qs[3]
+	N := ks[0]
+	G := R / N
+	if G > 1 {
+		// [N·G, H, Tq, D] -> [N, G, H, Tq, D] -> [N, H, G, Tq, D] -> [N, H, G·Tq, D]
+		q5 := torchx.Must(q.View([]int64{N, G, H, Tq, D}, false))
+		defer q5.Drop()
+		qp := torchx.Must(q5.Permute([]int64{0, 2, 1, 3, 4}, false))
+		defer qp.Drop()
+		qc := torchx.Must(qp.Contiguous(false))
+		defer qc.Drop()
+		qg := torchx.Must(qc.View([]int64{N, H, G * Tq, D}, false))
+		defer qg.Drop()
+		o := torchx.Must(Attend(qg, k, v, mask, scale))
+		defer o.Drop()
+		o5 := torchx.Must(o.View([]int64{N, H, G, Tq, D}, false))
+		defer o5.Drop()
+		op := torchx.Must(o5.Permute([]int64{0, 2, 1, 3, 4}, false))
+		defer op.Drop()
+		oc := torchx.Must(op.Contiguous(false))
+		defer oc.Drop()
+		return oc.View([]int64{R, H, Tq, D}, false)
+	}
+	kt := torchx.Must(k.Transpose(2, 3, false))
+	defer kt.Drop()
+	raw := torchx.Must(q.Matmul(kt, false))
+	defer raw.Drop()
+	scores := torchx.Must(raw.MulScalar(ts.FloatScalar(scale), false))
+	defer scores.Drop()
+	if mask != nil {
+		masked := torchx.Must(scores.Add(mask, false))
+		defer masked.Drop()
+		scores = masked
+	}
+	probs := torchx.Must(scores.Softmax(-1, gotch.Float, false))
+	defer probs.Drop()
+	return probs.Matmul(v, false)
+}
+
+// MaskValue is the additive mask value for removed positions: float32's lowest value, as
+// Hugging Face's newer models use (finfo(float32).min).
+const MaskValue = -math.MaxFloat32
+
+// AdditiveMask turns keep (any numeric tensor, 1 = attend, 0 = do not) into an additive float32
+// mask: (1 − keep)·value, Hugging Face's extended attention mask.
+func AdditiveMask(keep *ts.Tensor, value float64) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	f := torchx.Must(keep.Totype(gotch.Float, false))
+	defer f.Drop()
+	inv := torchx.Must(f.MulScalar(ts.FloatScalar(-1), false))
+	defer inv.Drop()
+	one := torchx.Must(inv.AddScalar(ts.FloatScalar(1), false))
+	defer one.Drop()
+	return one.MulScalar(ts.FloatScalar(value), false)
+}
+
+// CausalKeep is the [1, 1, Tq, past+Tq] int64 keep-mask of Tq new positions following past
+// cached ones: position i may see every cached position and new positions ≤ i.
+func CausalKeep(past, tq int64, device gotch.Device) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	keep := make([]int64, tq*(past+tq))
+	for i := int64(0); i < tq; i++ {
+		for j := int64(0); j <= past+i; j++ {
+			keep[i*(past+tq)+j] = 1
+		}
+	}
+	t := torchx.Must(ts.OfSlice(keep))
+	defer t.Drop()
+	v := torchx.Must(t.View([]int64{1, 1, tq, past + tq}, false))
+	defer v.Drop()
+	return v.To(device, false)
+}
+
+// KVCache holds one self-attention layer's keys and values [rows, H, T, D] of the positions
+// decoded so far.
+type KVCache struct {
+	K, V *ts.Tensor
+}
+
+// Len is the number of cached positions.
+func (c *KVCache) Len() int64 {
+	if c == nil || c.K == nil {
+		return 0
+	}
+	return torchx.MustSize(c.K)[2]
+}
+
+// Append adds the new positions' keys and values and returns the whole cache. The previous
+// tensors are freed.
+func (c *KVCache) Append(k, v *ts.Tensor) (K, V *ts.Tensor, err error) {
+	if c.K == nil {
+		if c.K, err = k.ShallowClone(); err != nil {
+			return nil, nil, torchx.Err("kv cache", err)
+		}
+		if c.V, err = v.ShallowClone(); err != nil {
+			return nil, nil, torchx.Err("kv cache", err)
+		}
+		return c.K, c.V, nil
+	}
+	nk, err := ts.Cat([]*ts.Tensor{c.K, k}, 2)
+	if err != nil {
+		return nil, nil, torchx.Err("kv cache", err)
+	}
+	nv, err := ts.Cat([]*ts.Tensor{c.V, v}, 2)
+	if err != nil {
+		nk.Drop()
+		return nil, nil, torchx.Err("kv cache", err)
+	}
+	c.K.Drop()
+	c.V.Drop()
+	c.K, c.V = nk, nv
+	return c.K, c.V, nil
+}
+
+// Reorder keeps the cache rows listed in idx (an int64 tensor on the cache's device).
+func (c *KVCache) Reorder(idx *ts.Tensor) error {
+	if c.K == nil {
+		return nil
+	}
+	nk, err := c.K.IndexSelect(0, idx, false)
+	if err != nil {
+		return torchx.Err("kv cache", err)
+	}
+	nv, err := c.V.IndexSelect(0, idx, false)
+	if err != nil {
+		nk.Drop()
+		return torchx.Err("kv cache", err)
+	}
+	c.K.Drop()
+	c.V.Drop()
+	c.K, c.V = nk, nv
+	return nil
+}
+
+// Drop frees the cache.
+func (c *KVCache) Drop() {
+	if c.K != nil {
+		c.K.Drop()
+		c.V.Drop()
+	}
+	c.K, c.V = nil, nil
+}
+
+// MultiHeadAttention projects queries, keys and values for scaled dot-product attention with
+// Hugging Face's layouts: separate Query/Key/Value layers (ViT, BERT), one fused QKV layer whose
+// output is [q | k | v] (BLIP vision, GPT-2 self-attention), or Query plus a fused KV layer
+// [k | v] (GPT-2 cross-attention). The output projection is left to the caller, whose names and
+// residual/LayerNorm arrangement differ per model.
+type MultiHeadAttention struct {
+	Query, Key, Value Layer
+	QKV               Layer // fused [q | k | v]; Query/Key/Value unused when set
+	KV                Layer // fused [k | v]; Key/Value unused when set
+	Heads             int64
+	Scale             float64 // usually head_dim^-0.5
+	// DropoutP is the attention-probability dropout applied in training.
+	DropoutP float64
+}
+
+func chunk(x *ts.Tensor, n int64) (parts []*ts.Tensor, err error) {
+	s := torchx.MustSize(x)
+	w := s[len(s)-1] / n
+	for i := int64(0); i < n; i++ {
+		p, err := x.Narrow(int64(len(s)-1), i*w, w, false)
+		if err != nil {
+			for _, q := range parts {
+				q.Drop()
+			}
+			return nil, torchx.Err("attention split", err)
+		}
+		parts = append(parts, p)
+	}
+	return parts, nil
+}
+
+// project returns q, k, v [B, T, H·D] for self-attention on x.
+func (a *MultiHeadAttention) project(x *ts.Tensor) (q, k, v *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	if a.QKV != nil {
+		qkv := torchx.Must(a.QKV.Forward(x))
+		defer qkv.Drop()
+		p, err := chunk(qkv, 3)
+		torchx.MustOK(err)
+		return p[0], p[1], p[2], nil
+	}
+	q = torchx.Must(a.Query.Forward(x))
+	k, v = torchx.Must2(a.projectKV(x))
+	return q, k, v, nil
+}
+
+// projectKV returns k, v [B, T, H·D] of the states x.
+func (a *MultiHeadAttention) projectKV(x *ts.Tensor) (k, v *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	if a.KV != nil {
+		kv := torchx.Must(a.KV.Forward(x))
+		defer kv.Drop()
+		p, err := chunk(kv, 2)
+		torchx.MustOK(err)
+		return p[0], p[1], nil
+	}
+	return torchx.Must(a.Key.Forward(x)), torchx.Must(a.Value.Forward(x)), nil
+}
+
+// SelfAttention attends x [B, T, hidden] to itself (and, with a cache, to the cached positions,
+// which it extends by T). mask is additive and broadcastable to [B, H, T, past+T], or nil. It
+// returns the merged heads [B, T, H·D], before the output projection.
+func (a *MultiHeadAttention) SelfAttention(x, mask *ts.Tensor, cache *KVCache, train bool) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	q, k, v, err := a.project(x)
+	torchx.MustOK(err)
+	defer q.Drop()
+	defer k.Drop()
+	defer v.Drop()
+	qh := torchx.Must(SplitHeads(q, a.Heads))
+	defer qh.Drop()
+	kh := torchx.Must(SplitHeads(k, a.Heads))
+	defer kh.Drop()
+	vh := torchx.Must(SplitHeads(v, a.Heads))
+	defer vh.Drop()
+	if cache != nil {
+		K, V, err := cache.Append(kh, vh)
+		torchx.MustOK(err)
+		kh, vh = K, V // owned by the cache: the deferred drops above free the old heads only
+		o := torchx.Must(a.attend(qh, kh, vh, mask, train))
+		defer o.Drop()
+		return MergeHeads(o)
+	}
+	o := torchx.Must(a.attend(qh, kh, vh, mask, train))
+	defer o.Drop()
+	return MergeHeads(o)
+}
+
+func (a *MultiHeadAttention) attend(q, k, v, mask *ts.Tensor, train bool) (*ts.Tensor, error) {
+	if train && a.DropoutP > 0 {
+		return attendDropout(q, k, v, mask, a.Scale, a.DropoutP)
+	}
+	return Attend(q, k, v, mask, a.Scale)
+}
+
+// attendDropout is Attend with dropout on the attention probabilities (training only; no query
+// grouping).
+func attendDropout(q, k, v, mask *ts.Tensor, scale, p float64) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	kt := torchx.Must(k.Transpose(2, 3, false))
+	defer kt.Drop()
+	raw := torchx.Must(q.Matmul(kt, false))
+	defer raw.Drop()
+	scores := torchx.Must(raw.MulScalar(ts.FloatScalar(scale), false))
+	defer scores.Drop()
+	if mask != nil {
+		masked := torchx.Must(scores.Add(mask, false))
+		defer masked.Drop()
+		scores = masked
+	}
+	probs := torchx.Must(scores.Softmax(-1, gotch.Float, false))
+	defer probs.Drop()
+	dropped := torchx.Must(ts.Dropout(probs, p, true))
+	defer dropped.Drop()
+	return dropped.Matmul(v, false)
+}
+
+// CrossKV are one cross-attention layer's keys and values [N, H, Tk, D], computed once per image
+// and shared by every beam and every generation step.
+type CrossKV struct {
+	K, V *ts.Tensor
+}
+
+// Drop frees the keys and values.
+func (c *CrossKV) Drop() {
+	if c.K != nil {
+		c.K.Drop()
+		c.V.Drop()
+	}
+	c.K, c.V = nil, nil
+}
+
+// CrossKeysValues projects encoder states [N, Tk, enc_hidden] to per-head keys and values.
+func (a *MultiHeadAttention) CrossKeysValues(enc *ts.Tensor) (kv CrossKV, err error) {
+	defer torchx.Catch(&err)
+	k, v := torchx.Must2(a.projectKV(enc))
+	defer k.Drop()
+	defer v.Drop()
+	kv.K = torchx.Must(SplitHeads(k, a.Heads))
+	kv.V = torchx.Must(SplitHeads(v, a.Heads))
+	return kv, nil
+}
+
+// CrossAttention attends x [R, T, hidden] to precomputed keys and values of N images, where the R
+// rows are R/N consecutive rows per image. mask is additive [N, 1, 1, Tk] or nil. It returns the
+// merged heads [R, T, H·D], before the output projection.
+func (a *MultiHeadAttention) CrossAttention(x *ts.Tensor, kv CrossKV, mask *ts.Tensor, train bool) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	q := torchx.Must(a.Query.Forward(x))
+	defer q.Drop()
+	qh := torchx.Must(SplitHeads(q, a.Heads))
+	defer qh.Drop()
+	o := torchx.Must(a.attend(qh, kv.K, kv.V, mask, train))
+	defer o.Drop()
+	return MergeHeads(o)
+}
+
+// BlockInput is what a transformer block needs besides its hidden states.
+type BlockInput struct {
+	Mask      *ts.Tensor // additive self-attention mask, or nil
+	Cache     *KVCache   // self-attention cache for incremental decoding, or nil
+	Cross     *CrossKV   // encoder keys and values for cross-attention, or nil to skip it
+	CrossMask *ts.Tensor // additive cross-attention mask [N, 1, 1, Tk], or nil
+	Train     bool       // dropout on
+}
+
+// PreLNBlock is a pre-LayerNorm transformer block (ViT, GPT-2, BLIP's vision model):
+// x += Out(Attn(LN1(x))); x += CrossOut(Cross(LNCross(x))) when cross-attending;
+// x += MLP(LN2(x)). Dropout (p = Dropout) follows each output projection in training.
+type PreLNBlock struct {
+	LN1      *LayerNorm
+	Attn     *MultiHeadAttention
+	AttnOut  Layer
+	LNCross  *LayerNorm
+	Cross    *MultiHeadAttention
+	CrossOut Layer
+	LN2      *LayerNorm
+	MLP      *MLP
+	Dropout  float64
+}
+
+// residual returns x + Dropout(out(f(norm(x)))).
+func residual(x *ts.Tensor, norm *LayerNorm, f func(*ts.Tensor) (*ts.Tensor, error), out Layer, p float64, train bool) (y *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	h := x
+	if norm != nil {
+		h = torchx.Must(norm.Forward(x))
+		defer h.Drop()
+	}
+	a := torchx.Must(f(h))
+	defer a.Drop()
+	if out != nil {
+		o := torchx.Must(out.Forward(a))
+		defer o.Drop()
+		a = o
+	}
+	d := torchx.Must(Dropout(a, p, train))
+	defer d.Drop()
+	return x.Add(d, false)
+}
+
+// Forward applies the block to x [B, T, hidden].
+func (b *PreLNBlock) Forward(x *ts.Tensor, in BlockInput) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	h := torchx.Must(residual(x, b.LN1, func(t *ts.Tensor) (*ts.Tensor, error) {
+		return b.Attn.SelfAttention(t, in.Mask, in.Cache, in.Train)
+	}, b.AttnOut, b.Dropout, in.Train))
+	if in.Cross != nil {
+		if b.Cross == nil {
+			h.Drop()
+			return nil, fmt.Errorf("block has no cross-attention")
+		}
+		c := torchx.Must(residual(h, b.LNCross, func(t *ts.Tensor) (*ts.Tensor, error) {
+			return b.Cross.CrossAttention(t, *in.Cross, in.CrossMask, in.Train)
+		}, b.CrossOut, b.Dropout, in.Train))
+		h.Drop()
+		h = c
+	}
+	defer h.Drop()
+	return residual(h, b.LN2, b.MLP.Forward, nil, b.Dropout, in.Train)
+}
+
+// PostLNBlock is a post-LayerNorm (BERT) block: x = AttnLN(x + Out(Attn(x)));
+// x = CrossLN(x + CrossOut(Cross(x))) when cross-attending; x = MLPLN(x + MLP(x)).
+type PostLNBlock struct {
+	Attn     *MultiHeadAttention
+	AttnOut  Layer
+	AttnLN   *LayerNorm
+	Cross    *MultiHeadAttention
+	CrossOut Layer
+	CrossLN  *LayerNorm
+	MLP      *MLP
+	MLPLN    *LayerNorm
+	Dropout  float64
+}
+
+// Forward applies the block to x [B, T, hidden].
+func (b *PostLNBlock) Forward(x *ts.Tensor, in BlockInput) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	post := func(x *ts.Tensor, f func(*ts.Tensor) (*ts.Tensor, error), o Layer, ln *LayerNorm) *ts.Tensor {
+		r := torchx.Must(residual(x, nil, f, o, b.Dropout, in.Train))
+		defer r.Drop()
+		return torchx.Must(ln.Forward(r))
+	}
+	h := post(x, func(t *ts.Tensor) (*ts.Tensor, error) {
+		return b.Attn.SelfAttention(t, in.Mask, in.Cache, in.Train)
+	}, b.AttnOut, b.AttnLN)
+	defer h.Drop()
+	if in.Cross != nil {
+		if b.Cross == nil {
+			return nil, fmt.Errorf("block has no cross-attention")
+		}
+		c := post(h, func(t *ts.Tensor) (*ts.Tensor, error) {
+			return b.Cross.CrossAttention(t, *in.Cross, in.CrossMask, in.Train)
+		}, b.CrossOut, b.CrossLN)
+		defer c.Drop()
+		h = c
+	}
+	return post(h, b.MLP.Forward, nil, b.MLPLN), nil
+}
