@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -123,13 +124,17 @@ func OpenModel(dir string, dev gotch.Device) (*hfBundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	var unexpected []string
 	if isRunDir(dir) {
 		err = train.LoadWeights(b.model.VarStore(), dir)
 	} else {
-		_, err = b.model.LoadWeights(dir)
+		unexpected, err = b.model.LoadWeights(dir)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if len(unexpected) > 0 {
+		slog.Warn("checkpoint keys the model does not use", "folder", dir, "count", len(unexpected), "keys", strings.Join(unexpected[:min(len(unexpected), 10)], ", "))
 	}
 	return b, nil
 }

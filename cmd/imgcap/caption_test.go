@@ -160,3 +160,24 @@ func TestEvalModelFolder(t *testing.T) {
 		t.Errorf("eval --model without data: exit %d, %q", code, errOut)
 	}
 }
+
+func TestExportCommand(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "exported")
+	stdout, errOut, code := runCLI(t, "", "export", "--model", vitgpt2Fixture, "--out", out, "--dtype", "bf16")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(stdout, "model.safetensors") {
+		t.Errorf("stdout: %s", stdout)
+	}
+	// The export is a model folder imgcap captions with.
+	_, errOut, code = runCLI(t, "", "caption", "--model", out, "--pixel-values", filepath.Join(vitgpt2Fixture, "pixel_values.npy"), "--max-new-tokens", "3")
+	if code != 0 {
+		t.Fatalf("caption with the export: exit %d: %s", code, errOut)
+	}
+	for _, bad := range [][]string{{"export", "--model", vitgpt2Fixture}, {"export", "--model", vitgpt2Fixture, "--out", out, "--dtype", "int8"}, {"export", "--model", vitgpt2Fixture, "--out", out, "--format", "onnx"}} {
+		if _, _, code := runCLI(t, "", bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (usage)", bad, code)
+		}
+	}
+}

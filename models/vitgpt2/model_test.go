@@ -6,13 +6,17 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 
 	"github.com/imgcap/imgcap/internal/reftest"
 	"github.com/imgcap/imgcap/nn"
 	"github.com/imgcap/imgcap/torchx"
+	"github.com/imgcap/imgcap/weights"
 )
 
 // The reference fixture: a tiny random VisionEncoderDecoderModel(ViT, GPT-2) in Hugging Face's
@@ -210,4 +214,58 @@ func TestGenerateMatchesHF(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLoadReportsKeys removes one tensor from the fixture checkpoint and adds a stray one: the
+// load must fail naming the missing key; with the key back, the stray one is reported as
+// unexpected and the model loads.
+func TestLoadReportsKeys(t *testing.T) {
+	st, err := weights.OpenSafetensors(fixturePath("model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tensors := map[string]*ts.Tensor{}
+	for _, name := range st.Names() {
+		if tensors[name], err = st.Tensor(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const gone = "decoder.transformer.h.1.crossattention.q_attn.weight"
+	stray, _ := ts.Zeros([]int64{2}, gotch.Float, gotch.CPU)
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "generation_config.json"} {
+		b, _ := os.ReadFile(fixturePath(f))
+		os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	kept := tensors[gone]
+	delete(tensors, gone)
+	tensors["decoder.extra.weight"] = stray
+	if err := weights.WriteSafetensors(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir, gotch.CPU); err == nil || !strings.Contains(err.Error(), gone) {
+		t.Fatalf("load without %s: %v", gone, err)
+	}
+	tensors[gone] = kept
+	if err := weights.WriteSafetensors(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(mustConfig(t), gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unexpected, err := m.LoadWeights(dir)
+	if err != nil || !slices.Equal(unexpected, []string{"decoder.extra.weight"}) {
+		t.Errorf("unexpected = %v, err %v", unexpected, err)
+	}
+}
+
+func mustConfig(t *testing.T) Config {
+	t.Helper()
+	c, err := ReadConfig(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
