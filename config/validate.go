@@ -60,6 +60,9 @@ func Validate(c Config) Errors {
 		add("model.vgg_width", "must be within (0, 1], got %v", m.VGGWidth)
 	}
 	oneOf("model.dtype", m.DType, []string{"float32", "bfloat16", "float16"})
+	if m.DType == "bfloat16" || m.DType == "float16" {
+		add("model.dtype", "%s compute is not implemented yet: models run in float32 (export can store fp16/bf16 weights)", m.DType)
+	}
 
 	d := c.Data
 	oneOf("data.format", d.Format, Formats)

@@ -75,6 +75,14 @@ type LoaderOptions[T any] struct {
 	// only with transforms that ignore rng (evaluation); cached items are shared, so consumers must not
 	// modify them.
 	Cache *Cache[ItemKey, T]
+	// WorldSize > 1 shards the data for data-parallel training: every process of the group (Rank in
+	// [0, WorldSize)) shuffles with the same seed, the epoch's order is cut into global batches of
+	// BatchSize*WorldSize samples, and rank r gets the r-th BatchSize-sample part of each. The order is
+	// padded to a multiple of WorldSize by repeating its first samples (as torch's DistributedSampler
+	// does), so every rank gets as many samples as the others in every batch. Sample.Index is the
+	// position in the padded order, which the per-item rng depends on: sharded or not, a sample is
+	// transformed the same way. 0 or 1 means no sharding.
+	WorldSize, Rank int
 }
 
 // Position is where an iteration starts: the batch index within an epoch. Batch.Next is the position to
@@ -118,6 +126,9 @@ func NewLoader[T any](records []Record, opts LoaderOptions[T]) (*Loader[T], erro
 	if opts.Unit != PerCaption && opts.Unit != PerImage {
 		return nil, fmt.Errorf("loader: unknown sampling unit %d", opts.Unit)
 	}
+	if err := checkShard(opts.Rank, opts.WorldSize); err != nil {
+		return nil, err
+	}
 	if opts.Workers == 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -145,15 +156,56 @@ func NewLoader[T any](records []Record, opts LoaderOptions[T]) (*Loader[T], erro
 	return l, nil
 }
 
-// Len is the number of samples per epoch.
+func checkShard(rank, world int) error {
+	if world < 0 || rank < 0 || (world <= 1 && rank != 0) || (world > 1 && rank >= world) {
+		return fmt.Errorf("loader: rank %d of world size %d, want 0 <= rank < world size", rank, world)
+	}
+	return nil
+}
+
+// Shard returns a loader over the same records and options that yields rank's part of every batch
+// of a data-parallel group of world processes (see LoaderOptions.WorldSize).
+func (l *Loader[T]) Shard(rank, world int) (*Loader[T], error) {
+	if err := checkShard(rank, world); err != nil {
+		return nil, err
+	}
+	o := l.opts
+	o.Rank, o.WorldSize = rank, world
+	return &Loader[T]{records: l.records, opts: o, pairs: l.pairs}, nil
+}
+
+// Len is the number of samples per epoch (over all ranks, before padding).
 func (l *Loader[T]) Len() int { return len(l.pairs) }
 
-// BatchesPerEpoch is the number of batches per epoch.
+// world is the number of shards (1 when unsharded).
+func (l *Loader[T]) world() int { return max(l.opts.WorldSize, 1) }
+
+// padded is the number of positions in an epoch's order: Len rounded up to a multiple of the world
+// size (Len when unsharded).
+func (l *Loader[T]) padded() int {
+	w := l.world()
+	return (len(l.pairs) + w - 1) / w * w
+}
+
+// BatchesPerEpoch is the number of batches per epoch (global batches when sharded: every rank gets
+// this many).
 func (l *Loader[T]) BatchesPerEpoch() int {
+	g := l.opts.BatchSize * l.world()
 	if l.opts.DropLast {
-		return len(l.pairs) / l.opts.BatchSize
+		return len(l.pairs) / g
 	}
-	return (len(l.pairs) + l.opts.BatchSize - 1) / l.opts.BatchSize
+	return (l.padded() + g - 1) / g
+}
+
+// shardRange is the range of epoch positions [lo, hi) of this rank's part of global batch bi.
+func (l *Loader[T]) shardRange(bi int) (lo, hi int) {
+	w := l.world()
+	g := l.opts.BatchSize * w
+	start := bi * g
+	size := min(g, l.padded()-start) // a multiple of w
+	part := size / w
+	lo = start + l.opts.Rank*part
+	return lo, lo + part
 }
 
 // epochOrder returns the sample order of an epoch (indices into l.pairs).
@@ -168,9 +220,10 @@ func (l *Loader[T]) epochOrder(epoch int) []int32 {
 	return order
 }
 
-// sample resolves the k-th sample of an epoch.
+// sample resolves the k-th sample of an epoch (positions past the order's end, the padding of a
+// sharded loader, wrap around to its start).
 func (l *Loader[T]) sample(order []int32, epoch, k int) Sample {
-	p := l.pairs[order[k]]
+	p := l.pairs[order[k%len(order)]]
 	s := Sample{Record: p.Record, Caption: p.Caption, Epoch: epoch, Index: k}
 	if l.opts.Unit == PerImage {
 		s.Caption = -1
@@ -253,7 +306,6 @@ func (l *Loader[T]) produce(ctx context.Context, pos Position, order chan<- *bat
 	if perEpoch == 0 {
 		return
 	}
-	bs := l.opts.BatchSize
 	for epoch := pos.Epoch; l.opts.Epochs == 0 || epoch < l.opts.Epochs; epoch++ {
 		perm := l.epochOrder(epoch)
 		start := 0
@@ -261,7 +313,7 @@ func (l *Loader[T]) produce(ctx context.Context, pos Position, order chan<- *bat
 			start = pos.Batch
 		}
 		for bi := start; bi < perEpoch; bi++ {
-			lo, hi := bi*bs, min((bi+1)*bs, len(perm))
+			lo, hi := l.shardRange(bi)
 			b := &batchState[T]{ready: make(chan struct{})}
 			b.batch = Batch[T]{Epoch: epoch, Index: bi, Items: make([]T, hi-lo), Samples: make([]Sample, hi-lo)}
 			b.batch.Next = Position{epoch, bi + 1}

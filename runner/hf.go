@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -115,7 +116,11 @@ func loadProcessor(dir string, def image.Config) (*image.Processor, error) {
 
 // OpenModel opens a Hugging Face model folder, or a transformer training run (whose directory is
 // also a model folder; weights come from its best checkpoint, else the last).
-func OpenModel(dir string, dev gotch.Device) (*hfBundle, error) {
+func OpenModel(ref string, dev gotch.Device) (*hfBundle, error) {
+	dir, err := ResolveModel(ref)
+	if err != nil {
+		return nil, err
+	}
 	arch, err := Arch(dir)
 	if err != nil {
 		return nil, err
@@ -404,6 +409,9 @@ func trainTokenizer(cfg config.Config, runDir string, folders []string, trainRec
 	if len(caps) == 0 {
 		return nil, errors.New("no tokenizer given and no training captions to build a word vocabulary from")
 	}
+	if f := families[cfg.Model.Arch]; f != nil && f.vocab != nil {
+		return f.vocab(cfg, caps, runDir)
+	}
 	v := tok.BuildWordVocabMinLength(caps, cfg.Model.MinWordCount, cfg.Model.MinWordLength)
 	return v, v.Save(filepath.Join(runDir, tok.WordVocabFile))
 }
@@ -425,6 +433,12 @@ type hfFamily struct {
 	// prompt tokenizes a text prompt into the ids the model's generate() takes (e.g. ViT+GPT-2:
 	// decoder_start_token_id + the text's ids; BLIP: [CLS] ids [SEP]).
 	prompt func(m hfModel) func(t tok.Tokenizer, text string) ([]int64, error)
+	// vocab, when set, builds the family's tokenizer in dir from the training captions when the
+	// configuration gives none (nil: a word vocabulary). BLIP: a WordPiece vocabulary.
+	vocab func(cfg config.Config, captions []string, dir string) (tok.Tokenizer, error)
+	// evaluate, when set, replaces caption scoring for models that do not caption (BLIP
+	// retrieval): it scores recs, for the trainer (o zero) and for EvaluateModel (o.OutDir set).
+	evaluate func(ctx context.Context, b *hfBundle, recs []data.Record, ec config.EvalConfig, o EvalOptions, env Env) (*eval.ScoreReport, error)
 }
 
 // families maps model.arch to its transformer family.
@@ -474,6 +488,18 @@ func trainHF(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool
 	if len(trainRecs) == 0 {
 		return train.Result{}, fmt.Errorf("split %q has no images (splits: %v)", cfg.Data.TrainSplit, ds.Splits())
 	}
+	// Hub ids (org/name) resolve to cached snapshots; local folders stay as they are.
+	for key, ref := range map[string]*string{"model.pretrained": &cfg.Model.Pretrained,
+		"model.encoder_pretrained": &cfg.Model.EncoderPretrained, "model.decoder_pretrained": &cfg.Model.DecoderPretrained} {
+		if *ref == "" {
+			continue
+		}
+		dir, err := ResolveModel(*ref)
+		if err != nil {
+			return train.Result{}, fmt.Errorf("%s: %w", key, err)
+		}
+		*ref = dir
+	}
 	runDir := cfg.Train.OutDir
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return train.Result{}, err
@@ -521,7 +547,7 @@ func trainHF(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool
 	opts := train.Options{
 		Model: m, Train: &loaderSource[hfItem]{loader: tl, records: trainRecs, collate: b.collate},
 		Config: cfg.Train, RunDir: runDir, ConfigYAML: cfgYAML, Resume: resume,
-		Progress: env.Progress, Logger: env.Logger,
+		Progress: env.Progress, Logger: env.Logger, Group: env.Dist,
 	}
 	if len(valRecs) > 0 {
 		vl, err := loader(valRecs, nil, false, data.PerImage, cfg.Eval.BatchSize)
@@ -529,27 +555,14 @@ func trainHF(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool
 			return train.Result{}, err
 		}
 		opts.Val = &loaderSource[hfItem]{loader: vl, records: valRecs, collate: b.collate}
-		evalRecs := valRecs
-		if cfg.Eval.MaxImages > 0 && len(evalRecs) > cfg.Eval.MaxImages {
-			evalRecs = evalRecs[:cfg.Eval.MaxImages]
-		}
-		refs, paths := References(evalRecs)
-		metrics, err := eval.ParseMetrics(strings.Join(cfg.Eval.Metrics, ","))
-		if err != nil {
-			return train.Result{}, err
-		}
 		gen, err := runGenerateOptions(cfg, b)
 		if err != nil {
 			return train.Result{}, err
 		}
-		opts.Evaluate = func(ctx context.Context, step int) (map[string]float64, error) {
-			ev := &eval.Evaluator{Captioner: b.captioner(gen), Refs: refs, Paths: paths,
-				BatchSize: cfg.Eval.BatchSize, Options: eval.Options{Metrics: metrics}}
-			rep, err := ev.Run(ctx)
-			if err != nil && !errors.Is(err, eval.ErrMetricUnavailable) {
-				return nil, err
-			}
-			return trainerMetrics(rep.Result.Corpus), nil
+		if f.evaluate != nil {
+			opts.Evaluate = familyEvalHook(f, b, cfg, valRecs, env)
+		} else if opts.Evaluate, err = evalHook(cfg, valRecs, b.captioner(gen)); err != nil {
+			return train.Result{}, err
 		}
 	}
 	return train.Run(ctx, opts)
@@ -577,34 +590,14 @@ func EvaluateModel(ctx context.Context, dir string, dc config.DataConfig, ec con
 	if b.tok == nil {
 		return nil, fmt.Errorf("%s has no tokenizer files: captions cannot be scored as text", dir)
 	}
-	ds, err := LoadDataset(dc, 0)
-	if err != nil {
-		return nil, err
-	}
-	split := o.Split
-	if split == "" {
-		split = ec.Split
-	}
-	recs := ds.Split(split)
-	if len(recs) == 0 {
-		return nil, fmt.Errorf("split %q has no images (splits: %v)", split, ds.Splits())
-	}
-	if o.MaxImages > 0 && len(recs) > o.MaxImages {
-		recs = recs[:o.MaxImages]
-	}
-	outDir := o.OutDir
-	if outDir == "" {
-		outDir = filepath.Join(dir, "eval-"+split)
+	if o.OutDir == "" {
+		o.OutDir = filepath.Join(dir, "eval-"+cmp.Or(o.Split, ec.Split))
 		if !isRunDir(dir) {
-			outDir = filepath.Join("runs", "eval-"+filepath.Base(filepath.Clean(dir))+"-"+split)
+			o.OutDir = filepath.Join("runs", "eval-"+filepath.Base(filepath.Clean(dir))+"-"+cmp.Or(o.Split, ec.Split))
 		}
 	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return nil, err
-	}
-	metrics, err := eval.ParseMetrics(strings.Join(ec.Metrics, ","))
-	if err != nil {
-		return nil, err
+	if f := families[b.arch]; f != nil && f.evaluate != nil {
+		return evaluateFamily(ctx, f, b, dc, ec, o, env)
 	}
 	gen := generateOptions(ec)
 	if o.Prompt != "" {
@@ -613,23 +606,7 @@ func EvaluateModel(ctx context.Context, dir string, dc config.DataConfig, ec con
 		}
 		gen.Prompt = o.Prompt
 	}
-	refs, paths := References(recs)
-	var rep *eval.ScoreReport
-	err = torchx.NoGrad(func() error {
-		ev := &eval.Evaluator{
-			Captioner: b.captioner(gen), Refs: refs, Paths: paths, BatchSize: ec.BatchSize,
-			Options:     eval.Options{Metrics: metrics, Bootstrap: o.Bootstrap},
-			ResultsPath: filepath.Join(outDir, "results.json"), ScoresPath: filepath.Join(outDir, "scores.json"),
-			Out: env.Out,
-		}
-		var err error
-		rep, err = ev.Run(ctx)
-		return err
-	})
-	if err != nil {
-		return rep, err
-	}
-	return rep, showCaptions(env.out(), outDir, refs, paths, o.Show)
+	return scoreSplit(ctx, dc, ec, 0, b.captioner(gen), o, env)
 }
 
 // writeJSON writes v as indented JSON to w.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/imgcap/imgcap/config"
 	"github.com/imgcap/imgcap/data"
+	"github.com/imgcap/imgcap/dist"
 	"github.com/imgcap/imgcap/eval"
 	"github.com/imgcap/imgcap/models"
 	"github.com/imgcap/imgcap/train"
@@ -31,6 +32,7 @@ type Env struct {
 	Progress io.Writer // progress lines (nil: none)
 	Out      io.Writer // tables and results (nil: discarded)
 	Logger   *slog.Logger
+	Dist     *dist.Group // data-parallel training group (nil: one process)
 }
 
 func (e Env) out() io.Writer {
@@ -134,6 +136,15 @@ type loaderSource[T any] struct {
 }
 
 func (s *loaderSource[T]) StepsPerEpoch() int { return s.loader.BatchesPerEpoch() }
+
+// Shard gives rank its part of every batch of a data-parallel group (train.Sharder).
+func (s *loaderSource[T]) Shard(rank, world int) (train.Source, error) {
+	l, err := s.loader.Shard(rank, world)
+	if err != nil {
+		return nil, err
+	}
+	return &loaderSource[T]{loader: l, records: s.records, collate: s.collate}, nil
+}
 
 func (s *loaderSource[T]) Epoch(ctx context.Context, epoch, skip int) (train.Iterator, error) {
 	ctx, cancel := context.WithCancel(ctx)

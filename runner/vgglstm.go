@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -202,7 +203,7 @@ func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, 
 	opts := train.Options{
 		Model: r.model, Train: &loaderSource[vgglstm.Item]{loader: tl, records: trainRecs, collate: r.pipe.Collate},
 		Config: cfg.Train, RunDir: runDir, ConfigYAML: cfgYAML, Resume: resume,
-		Progress: env.Progress, Logger: env.Logger,
+		Progress: env.Progress, Logger: env.Logger, Group: env.Dist,
 	}
 	if len(valRecs) > 0 {
 		vl, err := r.loader(valRecs, false, false, cfg.Eval.BatchSize)
@@ -210,23 +211,8 @@ func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, 
 			return train.Result{}, err
 		}
 		opts.Val = &loaderSource[vgglstm.Item]{loader: vl, records: valRecs, collate: r.pipe.Collate}
-		evalRecs := valRecs
-		if cfg.Eval.MaxImages > 0 && len(evalRecs) > cfg.Eval.MaxImages {
-			evalRecs = evalRecs[:cfg.Eval.MaxImages]
-		}
-		refs, paths := References(evalRecs)
-		metrics, err := eval.ParseMetrics(strings.Join(cfg.Eval.Metrics, ","))
-		if err != nil {
+		if opts.Evaluate, err = evalHook(cfg, valRecs, r.captioner(generateOptions(cfg.Eval))); err != nil {
 			return train.Result{}, err
-		}
-		opts.Evaluate = func(ctx context.Context, step int) (map[string]float64, error) {
-			ev := &eval.Evaluator{Captioner: r.captioner(generateOptions(cfg.Eval)), Refs: refs, Paths: paths,
-				BatchSize: cfg.Eval.BatchSize, Options: eval.Options{Metrics: metrics}}
-			rep, err := ev.Run(ctx)
-			if err != nil && !errors.Is(err, eval.ErrMetricUnavailable) {
-				return nil, err
-			}
-			return trainerMetrics(rep.Result.Corpus), nil
 		}
 	}
 	return train.Run(ctx, opts)
@@ -311,11 +297,20 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 	if err != nil {
 		return nil, err
 	}
-	split := o.Split
-	if split == "" {
-		split = r.cfg.Eval.Split
+	if o.MaxImages == 0 {
+		o.MaxImages = r.cfg.Eval.MaxImages
 	}
-	ds, err := LoadDataset(r.cfg.Data, r.cfg.Train.Seed)
+	if o.OutDir == "" {
+		o.OutDir = filepath.Join(runDir, "eval-"+cmp.Or(o.Split, r.cfg.Eval.Split))
+	}
+	return scoreSplit(ctx, r.cfg.Data, r.cfg.Eval, r.cfg.Train.Seed, r.captioner(generateOptions(r.cfg.Eval)), o, env)
+}
+
+// scoreSplit captions a dataset split (o.Split, else ec.Split; at most o.MaxImages images) with
+// captioner and scores it, writing results.json and scores.json into o.OutDir.
+func scoreSplit(ctx context.Context, dc config.DataConfig, ec config.EvalConfig, seed int64, captioner eval.Captioner, o EvalOptions, env Env) (*eval.ScoreReport, error) {
+	split := cmp.Or(o.Split, ec.Split)
+	ds, err := LoadDataset(dc, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -323,21 +318,13 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("split %q has no images (splits: %v)", split, ds.Splits())
 	}
-	maxImages := o.MaxImages
-	if maxImages == 0 {
-		maxImages = r.cfg.Eval.MaxImages
+	if o.MaxImages > 0 && len(recs) > o.MaxImages {
+		recs = recs[:o.MaxImages]
 	}
-	if maxImages > 0 && len(recs) > maxImages {
-		recs = recs[:maxImages]
-	}
-	outDir := o.OutDir
-	if outDir == "" {
-		outDir = filepath.Join(runDir, "eval-"+split)
-	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, err
 	}
-	metrics, err := eval.ParseMetrics(strings.Join(r.cfg.Eval.Metrics, ","))
+	metrics, err := eval.ParseMetrics(strings.Join(ec.Metrics, ","))
 	if err != nil {
 		return nil, err
 	}
@@ -345,9 +332,9 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 	var rep *eval.ScoreReport
 	err = torchx.NoGrad(func() error {
 		ev := &eval.Evaluator{
-			Captioner: r.captioner(generateOptions(r.cfg.Eval)), Refs: refs, Paths: paths,
-			BatchSize: r.cfg.Eval.BatchSize, Options: eval.Options{Metrics: metrics, Bootstrap: o.Bootstrap, Seed: uint64(r.cfg.Train.Seed)},
-			ResultsPath: filepath.Join(outDir, "results.json"), ScoresPath: filepath.Join(outDir, "scores.json"),
+			Captioner: captioner, Refs: refs, Paths: paths, BatchSize: ec.BatchSize,
+			Options:     eval.Options{Metrics: metrics, Bootstrap: o.Bootstrap, Seed: uint64(seed)},
+			ResultsPath: filepath.Join(o.OutDir, "results.json"), ScoresPath: filepath.Join(o.OutDir, "scores.json"),
 			Out: env.Out,
 		}
 		var err error
@@ -357,7 +344,29 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 	if err != nil {
 		return rep, err
 	}
-	return rep, showCaptions(env.out(), outDir, refs, paths, o.Show)
+	return rep, showCaptions(env.out(), o.OutDir, refs, paths, o.Show)
+}
+
+// evalHook is the trainer's periodic evaluation: captions for (at most eval.max_images of) the
+// validation records, scored with the configured metrics.
+func evalHook(cfg config.Config, valRecs []data.Record, captioner eval.Captioner) (func(context.Context, int) (map[string]float64, error), error) {
+	if cfg.Eval.MaxImages > 0 && len(valRecs) > cfg.Eval.MaxImages {
+		valRecs = valRecs[:cfg.Eval.MaxImages]
+	}
+	refs, paths := References(valRecs)
+	metrics, err := eval.ParseMetrics(strings.Join(cfg.Eval.Metrics, ","))
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, step int) (map[string]float64, error) {
+		ev := &eval.Evaluator{Captioner: captioner, Refs: refs, Paths: paths,
+			BatchSize: cfg.Eval.BatchSize, Options: eval.Options{Metrics: metrics}}
+		rep, err := ev.Run(ctx)
+		if err != nil && !errors.Is(err, eval.ErrMetricUnavailable) {
+			return nil, err
+		}
+		return trainerMetrics(rep.Result.Corpus), nil
+	}, nil
 }
 
 // showCaptions prints the first n generated captions of outDir/results.json beside a human one.

@@ -14,7 +14,9 @@ fi
 
 have_pkg() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
-pkgs=(libopenblas0-pthread wordnet-base g++ binutils)
+# libgloo-dev: the Gloo headers that libtorch's ProcessGroupGloo.hpp includes, for imgcap's c10d
+# shim (data-parallel training on CPU); the Gloo code itself is inside libtorch.
+pkgs=(libopenblas0-pthread wordnet-base g++ binutils libgloo-dev)
 if [ -z "${LIBTORCH:-}" ]; then pkgs+=(libtorch-dev); fi
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -73,8 +73,10 @@ type State struct {
 	Batch int `json:"batch"`
 	// StepsPerEpoch is the training source's micro-batches per epoch when the run started.
 	StepsPerEpoch int `json:"steps_per_epoch"`
-	// Samples counts training rows consumed.
+	// Samples counts training rows consumed (by all processes of a data-parallel group).
 	Samples int64 `json:"samples"`
+	// WorldSize is the number of data-parallel processes of the run (omitted for one).
+	WorldSize int `json:"world_size,omitempty"`
 	// Seed is the run's seed (train.seed).
 	Seed int64 `json:"seed"`
 	// BestMetric, BestValue and BestStep describe the best evaluation so far (BestValue is

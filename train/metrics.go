@@ -101,8 +101,12 @@ func (m *metricsLog) remember(r Record) {
 	}
 }
 
-// write appends one record (non-finite numbers are written as null).
+// write appends one record (non-finite numbers are written as null). A nil log (a
+// data-parallel rank other than 0) writes nothing.
 func (m *metricsLog) write(r Record) error {
+	if m == nil {
+		return nil
+	}
 	clean := Record{}
 	for k, v := range r {
 		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
@@ -122,11 +126,19 @@ func (m *metricsLog) write(r Record) error {
 	return nil
 }
 
-func (m *metricsLog) close() error { return m.f.Close() }
+func (m *metricsLog) close() error {
+	if m == nil {
+		return nil
+	}
+	return m.f.Close()
+}
 
 // plot redraws loss.png (training loss and val_loss) and metrics.png (the other evaluation
 // metrics, when there are any) in runDir.
 func (m *metricsLog) plot(runDir string) error {
+	if m == nil {
+		return nil
+	}
 	lossSeries := map[string][]point{}
 	if len(m.loss) > 0 {
 		lossSeries["train loss"] = m.loss

@@ -16,6 +16,18 @@
 // what ran before, and data order depends only on (seed, epoch) (see Source). A run stopped at
 // step k and resumed therefore ends with the same weights, bit for bit, as an uninterrupted
 // run on the same machine and build.
+//
+// Data-parallel training (Options.Group with more than one process) follows PyTorch's
+// DistributedDataParallel: rank 0 broadcasts its initial weights and optimizer state (fresh or
+// resumed), each rank reads its own part of every global batch (Sharder), and after the
+// micro-batches of a step the gradients are averaged over the ranks in flat buckets, before
+// clipping; every rank then takes the same optimizer step, so the weights stay identical (which
+// is checked at every checkpoint). train.batch_size is per process: a step sees
+// batch_size·grad_accum·world_size rows, and the result equals one process training with
+// batch_size and grad_accum·world_size on the same data (dropout included: the micro-batch seeds
+// follow the global micro-batch index). Rank 0 alone logs, evaluates and writes checkpoints; the
+// other ranks follow its decisions (early stop, best checkpoint) and stop with it when any rank is
+// interrupted.
 package train
 
 import (
@@ -35,6 +47,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imgcap/imgcap/config"
+	"github.com/imgcap/imgcap/dist"
 	"github.com/imgcap/imgcap/internal/atomicfile"
 	"github.com/imgcap/imgcap/models"
 	"github.com/imgcap/imgcap/torchx"
@@ -72,6 +85,11 @@ type Options struct {
 	Logger *slog.Logger
 	// KeepLast is how many recent checkpoints are kept besides the best (0: 2; < 0: all).
 	KeepLast int
+	// Group, with more than one process, trains data-parallel over it (see the package
+	// documentation); Train must then implement Sharder. Every rank passes the same options:
+	// Val and Evaluate run on rank 0 only, but the others must know that they exist. nil or a
+	// group of one: one process.
+	Group *dist.Group
 
 	stepHook func(step int) error // tests: called after each optimizer step
 }
@@ -138,6 +156,10 @@ type runner struct {
 	mlog  *metricsLog
 	prog  *progress
 
+	// data-parallel training: group is nil for one process
+	group       *dist.Group
+	rank, world int
+
 	it         Iterator
 	dataCtx    context.Context
 	cancelData context.CancelFunc
@@ -182,7 +204,25 @@ func newRunner(o Options) (*runner, error) {
 		r.o.KeepLast = 2
 	}
 	r.accum = max(r.c.GradAccum, 1)
-	r.spe = o.Train.StepsPerEpoch()
+	r.world = 1
+	if g := o.Group; g != nil && g.WorldSize() > 1 {
+		r.group, r.rank, r.world = g, g.Rank(), g.WorldSize()
+		sh, ok := o.Train.(Sharder)
+		if !ok {
+			return nil, errors.New("train: data-parallel training needs a training source that can be sharded (train.Sharder)")
+		}
+		src, err := sh.Shard(r.rank, r.world)
+		if err != nil {
+			return nil, fmt.Errorf("train: shard the training data for rank %d of %d: %w", r.rank, r.world, err)
+		}
+		r.o.Train = src
+		if r.rank != 0 {
+			// Rank 0 alone logs and reports progress.
+			r.log = slog.New(slog.DiscardHandler)
+			r.o.Progress = nil
+		}
+	}
+	r.spe = r.o.Train.StepsPerEpoch()
 	if r.spe <= 0 {
 		return nil, fmt.Errorf("train: the training source has %d batches per epoch", r.spe)
 	}
@@ -225,8 +265,16 @@ func (r *runner) close() {
 	r.opt.Close()
 }
 
-// start prepares the run directory: a fresh run, or the state of the newest checkpoint.
+// start prepares the run: alone, or as a rank of a data-parallel group (startGroup).
 func (r *runner) start() error {
+	if r.group != nil {
+		return r.startGroup()
+	}
+	return r.startLocal()
+}
+
+// startLocal prepares the run directory: a fresh run, or the state of the newest checkpoint.
+func (r *runner) startLocal() error {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return err
 	}
@@ -244,6 +292,9 @@ func (r *runner) start() error {
 		}
 		r.st = &State{Seed: r.c.Seed, StepsPerEpoch: r.spe, BestMetric: r.c.BestMetric,
 			ConfigHash: ConfigHash(r.c), Config: r.c}
+		if r.world > 1 {
+			r.st.WorldSize = r.world
+		}
 	} else {
 		if ckpt == "" {
 			return fmt.Errorf("train: nothing to resume: %s has no checkpoint", r.dir)
@@ -251,6 +302,10 @@ func (r *runner) start() error {
 		if st.ConfigHash != ConfigHash(r.c) {
 			return fmt.Errorf("train: cannot resume %s: the training config changed (%v); only max_steps and epochs may change",
 				ckpt, configDiff(st.Config, r.c))
+		}
+		if was := max(st.WorldSize, 1); was != r.world {
+			return fmt.Errorf("train: cannot resume %s: the run was trained by %d process(es), not %d; resume it with as many (imgcap train --nproc)",
+				ckpt, was, r.world)
 		}
 		if st.StepsPerEpoch != r.spe {
 			return fmt.Errorf("train: cannot resume %s: the training data has %d batches per epoch, the run had %d", ckpt, r.spe, st.StepsPerEpoch)
@@ -292,7 +347,7 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	r.sessionStart = time.Now()
 	r.prog = newProgress(r.o.Progress, r.total, max(r.c.LogEvery, 1))
 	defer r.prog.done()
-	r.log.Info("training", "steps", r.total, "from_step", r.st.Step, "batches_per_epoch", r.spe,
+	r.log.Info("training", "steps", r.total, "from_step", r.st.Step, "batches_per_epoch", r.spe, "processes", r.world,
 		"grad_accum", r.accum, "optimizer", r.opt.Summary(), "schedule", r.sched.Kind, "run_dir", r.dir)
 	if err := r.opt.ZeroGrad(); err != nil {
 		return Result{}, err
@@ -300,7 +355,7 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 
 	// An evaluation that an interruption cut short runs again first.
 	if r.evalDue() {
-		improved, stop, err := r.evaluate(ctx)
+		improved, stop, err := r.evaluateAll(ctx)
 		if err != nil {
 			return r.stopOnError(ctx, err)
 		}
@@ -314,10 +369,13 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		}
 	}
 	for r.st.Step < r.total {
-		if ctx.Err() != nil {
+		// A group stops together: an interruption of any rank is voted in the step's gradient
+		// exchange, and all ranks stop after that step.
+		if r.group == nil && ctx.Err() != nil {
 			return r.interrupt()
 		}
-		if err := r.step(); err != nil {
+		interrupted, err := r.step(ctx)
+		if err != nil {
 			return Result{}, err
 		}
 		if r.o.stepHook != nil {
@@ -325,10 +383,13 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 				return Result{}, err
 			}
 		}
+		if interrupted {
+			return r.interrupt()
+		}
 		improved, stop := false, false
 		if r.evalDue() {
 			var err error
-			if improved, stop, err = r.evaluate(ctx); err != nil {
+			if improved, stop, err = r.evaluateAll(ctx); err != nil {
 				return r.stopOnError(ctx, err)
 			}
 		}
@@ -342,7 +403,7 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		}
 	}
 	if (r.o.Val != nil || r.o.Evaluate != nil) && r.st.LastEvalStep != r.st.Step {
-		improved, _, err := r.evaluate(ctx)
+		improved, _, err := r.evaluateAll(ctx)
 		if err != nil {
 			return r.stopOnError(ctx, err)
 		}
@@ -355,10 +416,10 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	return r.finish("max_steps")
 }
 
-// stopOnError handles an evaluation failure: an interruption saves and stops, anything else
-// is returned.
+// stopOnError handles an evaluation failure: an interruption (here, or of rank 0's evaluation)
+// saves and stops, anything else is returned.
 func (r *runner) stopOnError(ctx context.Context, err error) (Result, error) {
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(err, errRank0Interrupted) {
 		return r.interrupt()
 	}
 	return Result{}, err
@@ -410,6 +471,17 @@ func (r *runner) epochFloat() float64 { return float64(r.st.MicroStep) / float64
 
 func (r *runner) save(isBest bool) error {
 	r.st.Elapsed = r.elapsed().Seconds()
+	if r.group != nil {
+		// Every rank comes here at the same points: check that the replicas still agree, and
+		// let rank 0 alone write.
+		if err := r.checkReplicas(); err != nil {
+			return fmt.Errorf("checkpoint at step %d: %w", r.st.Step, err)
+		}
+		if r.rank != 0 {
+			r.checkpoint, r.dirty, r.savedStopped = CheckpointDir(r.dir, r.st.Step), false, r.st.Stopped
+			return nil
+		}
+	}
 	dir, err := saveCheckpoint(r.dir, r.vs, r.opt, r.st, isBest, r.o.KeepLast)
 	if err != nil {
 		return fmt.Errorf("checkpoint at step %d: %w", r.st.Step, err)
@@ -423,37 +495,43 @@ func (r *runner) elapsed() time.Duration {
 	return time.Duration(r.baseElapsed*float64(time.Second)) + time.Since(r.sessionStart)
 }
 
-// step runs one optimizer step: grad_accum micro-batches, clipping, update, zeroing.
-func (r *runner) step() error {
+// step runs one optimizer step: grad_accum micro-batches, (in a group) the gradient average,
+// clipping, update, zeroing. In a group it reports whether any rank was interrupted (ctx).
+func (r *runner) step(ctx context.Context) (interrupted bool, err error) {
 	start := time.Now()
 	var loss float64
 	var rows int64
 	for i := 0; i < r.accum; i++ {
 		b, err := r.nextBatch()
 		if err != nil {
-			return err
+			return false, err
 		}
 		l, n, err := r.micro(b)
 		if err != nil {
-			return err
+			return false, err
 		}
 		loss += l / float64(r.accum)
-		rows += n
+		rows += n * int64(r.world)
+	}
+	if r.group != nil {
+		if interrupted, loss, err = r.averageGradients(ctx.Err() != nil, loss); err != nil {
+			return false, fmt.Errorf("step %d: %w", r.st.Step+1, err)
+		}
 	}
 	lr := r.sched.At(r.st.Step)
 	norm, err := r.opt.ClipGradNorm(r.c.ClipGradNorm)
 	if err != nil {
-		return fmt.Errorf("step %d: %w", r.st.Step+1, err)
+		return false, fmt.Errorf("step %d: %w", r.st.Step+1, err)
 	}
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		return fmt.Errorf("step %d: the gradient norm is %v; stopping before the weights are spoiled (last checkpoint: %s)",
+		return false, fmt.Errorf("step %d: the gradient norm is %v; stopping before the weights are spoiled (last checkpoint: %s)",
 			r.st.Step+1, norm, r.checkpoint)
 	}
 	if err := r.opt.Step(lr); err != nil {
-		return fmt.Errorf("step %d: %w", r.st.Step+1, err)
+		return false, fmt.Errorf("step %d: %w", r.st.Step+1, err)
 	}
 	if err := r.opt.ZeroGrad(); err != nil {
-		return fmt.Errorf("step %d: %w", r.st.Step+1, err)
+		return false, fmt.Errorf("step %d: %w", r.st.Step+1, err)
 	}
 	r.st.Step++
 	r.dirty = true
@@ -478,7 +556,7 @@ func (r *runner) step() error {
 		rec := Record{"step": r.st.Step, "epoch": r.epochFloat(), "lr": lr, "loss": r.lastLoss,
 			"grad_norm": norm, "samples_per_s": rate, "elapsed_s": r.elapsed().Seconds()}
 		if err := r.mlog.write(rec); err != nil {
-			return err
+			return false, err
 		}
 		r.log.Debug("step", "step", r.st.Step, "loss", r.lastLoss, "lr", lr, "grad_norm", norm)
 		r.lossSum, r.lossN, r.samples, r.trainTime = 0, 0, 0, 0
@@ -490,7 +568,7 @@ func (r *runner) step() error {
 	}
 	r.prog.update(progressInfo{step: r.st.Step, epoch: r.epochFloat(), loss: r.ema, lr: lr, rate: rate,
 		eta: eta, elapsed: r.elapsed()}, false)
-	return nil
+	return interrupted, nil
 }
 
 // nextBatch returns the next training micro-batch, moving to the next epoch after
@@ -533,7 +611,9 @@ func (r *runner) nextBatch() (*models.Batch, error) {
 func (r *runner) micro(b *models.Batch) (float64, int64, error) {
 	defer b.Drop()
 	rows := batchRows(b)
-	torchx.Seed(stepSeed(r.st.Seed, trainStream, r.st.MicroStep))
+	// In a group, micro-batch m of rank r is global micro-batch m·world+r: its dropout is that of
+	// the single-process run with grad_accum·world micro-batches per step.
+	torchx.Seed(stepSeed(r.st.Seed, trainStream, r.st.MicroStep*int64(r.world)+int64(r.rank)))
 	var loss float64
 	err := torchx.WithGrad(func() error {
 		return torchx.WithScope(func(*torchx.Scope) error {
@@ -560,7 +640,7 @@ func (r *runner) micro(b *models.Batch) (float64, int64, error) {
 			r.st.Step+1, r.st.Epoch, r.st.Batch-1, err, r.checkpoint)
 	}
 	r.st.MicroStep++
-	r.st.Samples += rows
+	r.st.Samples += rows * int64(r.world)
 	return loss, rows, nil
 }
 

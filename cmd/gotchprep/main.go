@@ -6,7 +6,10 @@
 // libtorch (Debian's system package, or a downloaded CPU/CUDA libtorch named by -libtorch), and
 // replaces the body of every generated op that the compiler rejects with a runtime error, so the
 // build succeeds and a call of such an op returns a Go error. It also writes the Go package
-// github.com/sugarme/gotch/imgcapinfo describing what it did, which `imgcap env` reports.
+// github.com/sugarme/gotch/imgcapinfo describing what it did, which `imgcap env` reports, and
+// the package github.com/sugarme/gotch/imgcapdist: imgcap's cgo shim over libtorch's c10d
+// (distshim/), compiled with the same flags plus the c10d backends whose headers compile here
+// (Gloo; NCCL on a CUDA libtorch).
 //
 // It is run by `make setup`; it is idempotent (a stamp file records the inputs).
 package main
@@ -30,7 +33,7 @@ import (
 )
 
 // prepVersion changes whenever the preparation logic changes, forcing a rebuild of the folder.
-const prepVersion = "6"
+const prepVersion = "7"
 
 // generatedFile is the C++ file of generated op wrappers that gotchprep patches.
 const generatedFile = "torch_api_generated.cpp.h"
@@ -98,6 +101,10 @@ func run(src, dst, libtorch, cxx string, force bool) error {
 	if err := writeInfo(tmp, ts, disabled); err != nil {
 		return err
 	}
+	ds, err := writeDistShim(filepath.Join(tmp, "imgcapdist"), ts, cxx)
+	if err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(tmp, ".imgcap-stamp"), []byte(stamp+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -110,8 +117,8 @@ func run(src, dst, libtorch, cxx string, force bool) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
-	fmt.Printf("gotchprep: prepared %s for libtorch %s%s; %d generated ops disabled (list: %s)\n",
-		dst, ts.Version, cudaWord(ts), len(disabled), filepath.Join(dst, "DISABLED_OPS.txt"))
+	fmt.Printf("gotchprep: prepared %s for libtorch %s%s; %d generated ops disabled (list: %s); distributed backends: %s\n",
+		dst, ts.Version, cudaWord(ts), len(disabled), filepath.Join(dst, "DISABLED_OPS.txt"), ds.summary())
 	return nil
 }
 
@@ -459,6 +466,18 @@ func writeInfo(dir string, ts torchSetup, disabled []string) error {
 func stampOf(src string, ts torchSetup) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n%+v\n", prepVersion, src, ts)
+	// The shim's sources are inputs too: editing them prepares the folder again.
+	_ = fs.WalkDir(distShim, ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := distShim.ReadFile(p)
+			fmt.Fprintf(h, "%s %d\n", p, len(b))
+			h.Write(b)
+		}
+		return nil
+	})
+	for _, k := range distEnv {
+		fmt.Fprintf(h, "%s=%s\n", k, os.Getenv(k))
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -181,3 +181,43 @@ func TestExportCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptionHubID captions with a hub id whose snapshot is already in the Hugging Face cache
+// (laid out as huggingface_hub writes it), offline: --model resolves hub ids everywhere.
+func TestCaptionHubID(t *testing.T) {
+	cache := t.TempDir()
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	repo := filepath.Join(cache, "models--imgcap--tiny-vit-gpt2")
+	snap := filepath.Join(repo, "snapshots", commit)
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"config.json", "generation_config.json", "preprocessor_config.json", "model.safetensors"} {
+		b, err := os.ReadFile(filepath.Join(vitgpt2Fixture, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(snap, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(repo, "refs"), 0o755)
+	if err := os.WriteFile(filepath.Join(repo, "refs", "main"), []byte(commit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HF_HUB_CACHE", cache)
+	t.Setenv("HF_HUB_OFFLINE", "1")
+	out, errOut, code := runCLI(t, "", "caption", "--model", "imgcap/tiny-vit-gpt2", "--pixel-values",
+		filepath.Join(vitgpt2Fixture, "pixel_values.npy"), "--max-new-tokens", "3")
+	if code != 0 || !strings.Contains(out, "ids [") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, "", "pull", "imgcap/tiny-vit-gpt2")
+	if code != 0 || strings.TrimSpace(out) != snap {
+		t.Errorf("pull offline: exit %d, stdout %q (want %s), stderr %q", code, out, snap, errOut)
+	}
+	_, errOut, code = runCLI(t, "", "caption", "--model", "imgcap/not-cached", "x.jpg")
+	if code == 0 || !strings.Contains(errOut, "not-cached") {
+		t.Errorf("uncached hub id offline: exit %d, %q", code, errOut)
+	}
+}

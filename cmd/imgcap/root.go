@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgcap/imgcap/hub"
+	"github.com/imgcap/imgcap/runner"
 	"github.com/imgcap/imgcap/torchx"
 )
 
@@ -55,6 +59,12 @@ func init() {
 	pf.StringVar(&globals.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&globals.config, "config", "", "YAML config file")
 	pf.StringArrayVar(&globals.sets, "set", nil, "override a config value: --set train.lr=1e-4 (repeatable)")
+
+	// Every --model (and model.pretrained) accepts a Hugging Face hub id: it is downloaded into
+	// the shared Hugging Face cache when missing (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE honoured).
+	runner.ResolveModel = func(ref string) (string, error) {
+		return hub.ResolveOrDownload(context.Background(), ref, hub.Options{Progress: os.Stderr})
+	}
 }
 
 // usageError marks errors caused by wrong command-line use (exit status 2).

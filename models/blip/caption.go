@@ -20,6 +20,14 @@ type Captioner struct {
 	Vision *VisionModel
 	Text   *TextModel
 	Head   *LMHead
+	// Gen holds the generation defaults Caption starts from: the model folder's
+	// generation_config.json (else its config.json's generation keys), or Hugging Face's defaults
+	// for a new model.
+	Gen nn.GenerationConfig
+	// PromptLen is how many leading tokens of every training caption are a prompt ([CLS] and the
+	// prompt's words, e.g. 4 for "a picture of "): Loss ignores their labels, as BLIP's
+	// decoder_targets[:, :prompt_length] = -100 does. 0 trains on every token.
+	PromptLen int
 }
 
 // NewCaptioner builds a randomly initialised captioner on device (Hugging Face's
@@ -30,7 +38,7 @@ func NewCaptioner(cfg Config, device gotch.Device) (m *Captioner, err error) {
 	}
 	vs := gnn.NewVarStore(device)
 	root := vs.Root()
-	m = &Captioner{Cfg: cfg, vs: vs}
+	m = &Captioner{Cfg: cfg, vs: vs, Gen: nn.DefaultGenerationConfig()}
 	std := cfg.InitializerRange
 	if m.Vision, err = NewVisionModel(root.Sub("vision_model"), cfg.Vision, std); err != nil {
 		return nil, fmt.Errorf("blip vision_model: %w", err)
@@ -122,7 +130,8 @@ func DecoderInputs(ids, mask *ts.Tensor, bos int64) (in, labels *ts.Tensor, err 
 	defer torchx.Catch(&err)
 	in = torchx.Must(ReplaceFirstToken(ids, bos))
 	if mask == nil {
-		return in, torchx.Must(in.ShallowClone()), nil
+		// A fresh tensor, not a view of in, so that the caller may edit the labels.
+		return in, torchx.Must(in.AddScalar(ts.IntScalar(0), false)), nil
 	}
 	pad := torchx.Must(mask.Eq(ts.IntScalar(0), false))
 	defer pad.Drop()
@@ -131,8 +140,9 @@ func DecoderInputs(ids, mask *ts.Tensor, bos int64) (in, labels *ts.Tensor, err 
 
 // Loss is the captioning training loss of a batch whose InputIDs are tokenizer output
 // ([CLS] caption [SEP], right-padded; AttentionMask 0 marks padding): BLIP's recipe, with [CLS]
-// replaced by bos ([DEC], as generation starts) and padding ignored, label smoothing
-// Cfg.LMLabelSmoothing(). Use LossLabels for Hugging Face's forward(labels=…) exactly.
+// replaced by bos ([DEC], as generation starts), padding and the first PromptLen tokens ignored,
+// label smoothing Cfg.LMLabelSmoothing(). Use LossLabels for Hugging Face's forward(labels=…)
+// exactly.
 func (m *Captioner) Loss(b *models.Batch, train bool) (loss *ts.Tensor, err error) {
 	if b == nil || b.Pixels == nil || b.InputIDs == nil {
 		return nil, fmt.Errorf("blip caption loss needs pixels and input ids")
@@ -142,7 +152,29 @@ func (m *Captioner) Loss(b *models.Batch, train bool) (loss *ts.Tensor, err erro
 	torchx.MustOK(err)
 	defer in.Drop()
 	defer labels.Drop()
+	if m.PromptLen > 0 {
+		torchx.MustOK(IgnorePrompt(labels, m.PromptLen))
+	}
 	return m.LossLabels(b.Pixels, in, b.AttentionMask, labels, m.Cfg.LMLabelSmoothing(), train)
+}
+
+// IgnorePrompt sets the first n columns of labels [B, T] to −100 in place (at most T columns),
+// so that the loss does not train the prompt (BLIP: decoder_targets[:, :prompt_length] = -100).
+func IgnorePrompt(labels *ts.Tensor, n int) (err error) {
+	defer torchx.Catch(&err)
+	s := torchx.MustSize(labels)
+	if len(s) != 2 {
+		return fmt.Errorf("blip: labels %v, want [B, T]", s)
+	}
+	k := min(int64(n), s[1])
+	if k <= 0 {
+		return nil
+	}
+	head := torchx.Must(labels.Narrow(1, 0, k, false))
+	defer head.Drop()
+	return torchx.NoGrad(func() error {
+		return torchx.Err("ignore prompt labels", head.Fill_(ts.IntScalar(nn.IgnoreIndex)))
+	})
 }
 
 // ReplaceFirstToken returns a copy of ids [B, T>0] whose first column is tok.

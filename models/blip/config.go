@@ -7,7 +7,10 @@
 // Parameters are named exactly as the Hugging Face state_dict, so checkpoints load by name.
 // Generation computes each image's cross-attention keys and values once and shares them between
 // beams and steps (Hugging Face recomputes them for every token) and caches the self-attention
-// keys and values.
+// keys and values. Captioner implements models.Captioner with the generation defaults Hugging
+// Face's BLIP uses (text_config's; see ReadGenerationConfig). Retrieval also provides the
+// pieces of BLIP's retrieval evaluation (EncodeImages, EncodeTexts, PairLogits); PreCaption and
+// WriteVocab are BLIP's caption cleaning and a BLIP tokenizer for models trained from scratch.
 package blip
 
 import (
@@ -214,4 +217,43 @@ func (c Config) LMLabelSmoothing() float64 {
 		return *c.LabelSmoothingConfig
 	}
 	return HFLabelSmoothing
+}
+
+// MarshalHF writes the config as a Hugging Face BlipConfig config.json (every key spelled out,
+// the sub-configs with their model_type), which transformers and ReadConfig read back.
+func (c Config) MarshalHF() ([]byte, error) {
+	sub := func(v any, typ string) (map[string]any, error) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]any{}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, err
+		}
+		m["model_type"] = typ
+		if m["label_smoothing"] == nil {
+			delete(m, "label_smoothing") // absent: transformers' fixed 0.1
+		}
+		return m, nil
+	}
+	text, err := sub(c.Text, "blip_text_model")
+	if err != nil {
+		return nil, err
+	}
+	vision, err := sub(c.Vision, "blip_vision_model")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{
+		"architectures": c.Architectures, "model_type": "blip", "text_config": text, "vision_config": vision,
+		"projection_dim": c.ProjectionDim, "logit_scale_init_value": c.LogitScaleInitValue,
+		"image_text_hidden_size": c.ImageTextHiddenSize, "initializer_range": c.InitializerRange,
+		"initializer_factor": c.InitializerFactor, "tie_word_embeddings": c.TieWordEmbeddings,
+		"torch_dtype": "float32", "transformers_version": "4.36.2",
+	}
+	if c.LabelSmoothingConfig != nil {
+		out["label_smoothing"] = *c.LabelSmoothingConfig
+	}
+	return json.MarshalIndent(out, "", "  ")
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/imgcap/imgcap/models"
 	"github.com/imgcap/imgcap/nn"
 	"github.com/imgcap/imgcap/torchx"
 )
@@ -151,3 +152,51 @@ func (d *decoder) Reorder(rows []int64) error {
 		return d.st.Reorder(idx)
 	})
 }
+
+// Caption implements models.Captioner: one caption per image of pixels [B, C, H, W]. o.PromptIDs,
+// when set, are the tokenizer's [CLS] … [SEP] ids of a prompt, exactly what Hugging Face's
+// generate() takes as input_ids (its first token becomes bos_token_id and its last is dropped);
+// options left zero take the generation config's values (Gen: generation_config.json), and
+// generation ends on sep_token_id. Captions hold the new tokens without the final [SEP];
+// Sequence is what Hugging Face returns (decoder prompt, new tokens, [SEP] when generated).
+func (m *Captioner) Caption(ctx context.Context, pixels *ts.Tensor, o models.GenerateOptions) ([]models.Caption, error) {
+	size, err := pixels.Size()
+	if err != nil {
+		return nil, torchx.Err("pixels", err)
+	}
+	if len(size) != 4 {
+		return nil, fmt.Errorf("blip caption: pixels %v, want [B, C, H, W]", size)
+	}
+	var prompts [][]int64
+	if len(o.PromptIDs) > 0 {
+		prompts = make([][]int64, size[0])
+		for i := range prompts {
+			prompts[i] = o.PromptIDs
+		}
+	}
+	dec, err := m.DecoderPrompts(prompts, int(size[0]))
+	if err != nil {
+		return nil, err
+	}
+	opts, err := m.OptionsFrom(o.Override(m.Gen), prompts)
+	if err != nil {
+		return nil, err
+	}
+	opts.Seed = o.Seed
+	seqs, err := m.Generate(ctx, pixels, prompts, opts)
+	if err != nil {
+		return nil, err
+	}
+	caps := make([]models.Caption, len(seqs))
+	for i, s := range seqs {
+		ids := s.Tokens
+		if n := len(ids); n > 0 && ids[n-1] == m.Cfg.Text.SepTokenID {
+			ids = ids[:n-1]
+		}
+		caps[i] = models.Caption{IDs: slices.Clone(ids), Score: s.Score,
+			Sequence: append(slices.Clone(dec[i]), s.Tokens...)}
+	}
+	return caps, nil
+}
+
+var _ models.Captioner = (*Captioner)(nil)

@@ -1,14 +1,18 @@
 package blip
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/sugarme/gotch"
 	gnn "github.com/sugarme/gotch/nn"
 
+	"github.com/imgcap/imgcap/nn"
 	"github.com/imgcap/imgcap/weights"
 )
 
@@ -41,10 +45,41 @@ func LoadCaptioner(dir string, device gotch.Device) (*Captioner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	if m.Gen, err = ReadGenerationConfig(dir); err != nil {
+		return nil, err
+	}
 	if _, err := m.LoadWeights(dir); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// ReadGenerationConfig reads the generation defaults BLIP's captioning uses: the generation keys
+// of config.json's text_config. In transformers 4.36.2 BlipForConditionalGeneration.generate()
+// calls text_decoder.generate(), and the text decoder's generation config comes from
+// text_config (GenerationConfig.from_model_config), not from the folder's generation_config.json,
+// which BLIP's generation therefore ignores. (It ends on sep_token_id whatever eos_token_id
+// says; see OptionsFrom.)
+func ReadGenerationConfig(dir string) (nn.GenerationConfig, error) {
+	path := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nn.GenerationConfig{}, err
+	}
+	var c struct {
+		Text json.RawMessage `json:"text_config"`
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nn.GenerationConfig{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(c.Text) == 0 || string(c.Text) == "null" {
+		return nn.DefaultGenerationConfig(), nil
+	}
+	gc, err := nn.ParseGenerationConfig(c.Text, path+" text_config")
+	if err != nil {
+		return nn.GenerationConfig{}, err
+	}
+	return *gc, nil
 }
 
 // LoadWeights loads the checkpoint of a model folder into the captioner, checking every name
@@ -130,4 +165,22 @@ func (m *Pretrainer) LoadWeights(dir string) (kept, unexpected []string, err err
 		return nil, nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return kept, rep.Unexpected, nil
+}
+
+// Freeze stops the gradients of the vision model (vision_model.*) and/or of the text decoder
+// (text_decoder.*, its cross-attention layers excepted, so that the decoder can still learn to
+// read new image features) of any BLIP model's parameters.
+func Freeze(vs *gnn.VarStore, vision, decoder bool) error {
+	for name, t := range vs.Variables() {
+		frozen := vision && strings.HasPrefix(name, "vision_model.") ||
+			decoder && strings.HasPrefix(name, "text_decoder.") && !strings.Contains(name, ".crossattention.")
+		if !frozen {
+			continue
+		}
+		tt := t
+		if _, err := tt.SetRequiresGrad(false, false); err != nil {
+			return fmt.Errorf("freeze %s: %w", name, err)
+		}
+	}
+	return nil
 }

@@ -55,7 +55,8 @@ func (o PretrainOptions) Validate() error {
 // Pretrainer holds BLIP's three pre-training heads over one image encoder, under Hugging Face's
 // names where Hugging Face has the module: vision_model.*, text_encoder.*, vision_proj,
 // text_proj, itm_head (as in BlipForImageTextRetrieval) and text_decoder.* (as in
-// BlipForConditionalGeneration), so either checkpoint initialises its part. The contrastive
+// BlipForConditionalGeneration; built only when Opts.WeightLM > 0), so either checkpoint
+// initialises its part. The contrastive
 // temperature has no Hugging Face counterpart (BlipModel's logit_scale is a different
 // parametrisation, and the retrieval model has none); it is the parameter "temp", BLIP's and
 // LAVIS's name. Unlike BLIP, the encoder and decoder share no weights, and there are no momentum
@@ -95,13 +96,17 @@ func NewPretrainer(cfg Config, opts PretrainOptions, device gotch.Device) (m *Pr
 		return nil, err
 	}
 	m.Vision, m.Encoder, m.VisionProj, m.TextProj, m.ITMHead = r.Vision, r.Text, r.VisionProj, r.TextProj, r.ITMHead
-	std := cfg.InitializerRange
-	dec := root.Sub("text_decoder")
-	if m.Decoder, err = NewTextModel(dec.Sub("bert"), cfg.Text, std); err != nil {
-		return nil, fmt.Errorf("blip text_decoder: %w", err)
-	}
-	if m.Head, err = NewLMHead(dec.Sub("cls").Sub("predictions"), cfg.Text, std); err != nil {
-		return nil, fmt.Errorf("blip text_decoder.cls: %w", err)
+	// The decoder exists only when the LM objective is trained (retrieval fine-tuning trains ITC
+	// and ITM alone and should not carry a second BERT and its optimizer state).
+	if opts.WeightLM > 0 {
+		std := cfg.InitializerRange
+		dec := root.Sub("text_decoder")
+		if m.Decoder, err = NewTextModel(dec.Sub("bert"), cfg.Text, std); err != nil {
+			return nil, fmt.Errorf("blip text_decoder: %w", err)
+		}
+		if m.Head, err = NewLMHead(dec.Sub("cls").Sub("predictions"), cfg.Text, std); err != nil {
+			return nil, fmt.Errorf("blip text_decoder.cls: %w", err)
+		}
 	}
 	// 0-d like BLIP's nn.Parameter(0.07 * torch.ones([])); gotch's initialisers cannot build a
 	// 0-d tensor, so it is squeezed from [1] and added.
@@ -127,6 +132,24 @@ func scalarParam(p *gnn.Path, name string, v float64) (out *ts.Tensor, err error
 
 // VarStore holds every parameter.
 func (m *Pretrainer) VarStore() *gnn.VarStore { return m.vs }
+
+// Retrieval is the pre-training model's BlipForImageTextRetrieval part (vision model, text
+// encoder, projections, ITM head), sharing its parameters: for matching and retrieval evaluation.
+func (m *Pretrainer) Retrieval() *Retrieval {
+	return &Retrieval{Cfg: m.Cfg, vs: m.vs, Vision: m.Vision, Text: m.Encoder, VisionProj: m.VisionProj,
+		TextProj: m.TextProj, ITMHead: m.ITMHead}
+}
+
+// Captioner is the pre-training model's BlipForConditionalGeneration part (vision model, text
+// decoder, LM head), sharing its parameters, with Hugging Face's generation defaults; nil when
+// the model has no decoder (Opts.WeightLM was 0).
+func (m *Pretrainer) Captioner() *Captioner {
+	if m.Decoder == nil {
+		return nil
+	}
+	return &Captioner{Cfg: m.Cfg, vs: m.vs, Vision: m.Vision, Text: m.Decoder, Head: m.Head,
+		Gen: nn.DefaultGenerationConfig()}
+}
 
 // Device is where the parameters live.
 func (m *Pretrainer) Device() gotch.Device { return m.vs.Device() }
@@ -236,6 +259,9 @@ func (m *Pretrainer) Losses(b *models.Batch, train bool) (res *PretrainLosses, e
 
 	// LM.
 	if m.Opts.WeightLM > 0 {
+		if m.Decoder == nil {
+			return nil, fmt.Errorf("blip pretrain: the LM objective has weight %g but the model was built without a text decoder (weight 0)", m.Opts.WeightLM)
+		}
 		in, labels, err := DecoderInputs(b.InputIDs, b.AttentionMask, m.Cfg.Text.BOSTokenID)
 		torchx.MustOK(err)
 		defer in.Drop()

@@ -72,14 +72,6 @@ func NewVisionModel(p *gnn.Path, cfg VisionConfig, std float64) (m *VisionModel,
 	return m, nil
 }
 
-// linear is a Linear with bias initialised as HF's BLIP does (weight N(0, std²), bias 0); it
-// unwinds to the enclosing torchx.Catch on failure.
-func linear(p *gnn.Path, in, out int64, std float64) *nn.Linear {
-	l, err := nn.NewLinearStd(p, in, out, true, std)
-	torchx.MustOK(err)
-	return l
-}
-
 // Forward returns last_hidden_state [B, 1+patches, hidden] (post_layernorm applied to every
 // token: BLIP's image_embeds) for pixel_values [B, C, H, W] at the configured image size.
 func (m *VisionModel) Forward(pixels *ts.Tensor, train bool) (out *ts.Tensor, err error) {

@@ -34,6 +34,10 @@ func fullSize(b *testing.B) *Model {
 			return
 		}
 		torchx.Seed(0)
+		// All cores, as imgcap's CLI and PyTorch use (libtorch alone would start with one here).
+		if fullErr = torchx.SetThreads(0); fullErr != nil {
+			return
+		}
 		fullModel, fullErr = New(cfg, gotch.CPU)
 	})
 	if fullErr != nil {
@@ -96,7 +100,7 @@ func BenchmarkGenerate(b *testing.B) {
 			sec := b.Elapsed().Seconds() / float64(b.N)
 			b.ReportMetric(sec, "s/op")
 			b.ReportMetric(hfSeconds[c.name]/sec, "x_vs_HF")
-			fmt.Printf("%-12s imgcap %6.2f s   Hugging Face %6.2f s   %.1fx\n", c.name, sec, hfSeconds[c.name], hfSeconds[c.name]/sec)
+			fmt.Printf("%-12s imgcap %6.2f s   Hugging Face %6.2f s   %.1fx   (%d threads)\n", c.name, sec, hfSeconds[c.name], hfSeconds[c.name]/sec, torchx.Threads())
 		})
 	}
 }
