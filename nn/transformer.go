@@ -369,6 +369,59 @@ func (c *KVCache) Drop() {
 	c.K, c.V = nil, nil
 }
 
+// DecoderState is a transformer decoder's incremental state for rows of generation: one
+// self-attention cache per layer and each layer's cross-attention keys and values, computed once
+// per image and shared by all of that image's rows.
+type DecoderState struct {
+	Caches []*KVCache
+	Cross  []CrossKV
+}
+
+// Drop frees the caches and the cross-attention keys and values.
+func (s *DecoderState) Drop() {
+	for _, c := range s.Caches {
+		c.Drop()
+	}
+	for i := range s.Cross {
+		s.Cross[i].Drop()
+	}
+}
+
+// Tensors lists the state's live tensors (to keep them out of a closing torchx scope).
+func (s *DecoderState) Tensors() []*ts.Tensor {
+	var out []*ts.Tensor
+	for _, c := range s.Caches {
+		if c.K != nil {
+			out = append(out, c.K, c.V)
+		}
+	}
+	for _, c := range s.Cross {
+		if c.K != nil {
+			out = append(out, c.K, c.V)
+		}
+	}
+	return out
+}
+
+// Past is the number of cached positions.
+func (s *DecoderState) Past() int64 {
+	if s == nil || len(s.Caches) == 0 {
+		return 0
+	}
+	return s.Caches[0].Len()
+}
+
+// Reorder keeps the cache rows listed in idx (int64 on the caches' device); the cross-attention
+// keys and values are per image and stay.
+func (s *DecoderState) Reorder(idx *ts.Tensor) error {
+	for _, c := range s.Caches {
+		if err := c.Reorder(idx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // MultiHeadAttention projects queries, keys and values for scaled dot-product attention with
 // Hugging Face's layouts: separate Query/Key/Value layers (ViT, BERT), one fused QKV layer whose
 // output is [q | k | v] (BLIP vision, GPT-2 self-attention), or Query plus a fused KV layer
@@ -607,4 +660,36 @@ func (b *PostLNBlock) Forward(x *ts.Tensor, in BlockInput) (out *ts.Tensor, err 
 		h = c
 	}
 	return post(h, b.MLP.Forward, nil, b.MLPLN), nil
+}
+
+// PatchTokens is the ViT-style input of a vision transformer: the patches of a Conv2d with
+// kernel = stride = patch size, flattened row-major, after a class token, plus position
+// embeddings: [cls, patches] + pos, [B, 1+patches, hidden]. pixels are moved to the
+// parameters' device and dtype first.
+func PatchTokens(pixels *ts.Tensor, patch *Conv2d, cls, pos *ts.Tensor) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	b := torchx.MustSize(pixels)[0]
+	h := torchx.MustSize(cls)[2]
+	px := pixels
+	if dev, derr := cls.Device(); derr == nil {
+		if pdev, perr := px.Device(); perr == nil && pdev != dev {
+			px = torchx.Must(px.To(dev, false))
+			defer px.Drop()
+		}
+	}
+	if dt := cls.DType(); px.DType() != dt {
+		px = torchx.Must(px.Totype(dt, false))
+		defer px.Drop()
+	}
+	conv := torchx.Must(patch.Forward(px)) // [B, H, h', w']
+	defer conv.Drop()
+	flat := torchx.Must(conv.Flatten(2, -1, false)) // [B, H, N]
+	defer flat.Drop()
+	patches := torchx.Must(flat.Transpose(1, 2, false)) // [B, N, H]
+	defer patches.Drop()
+	c := torchx.Must(cls.Expand([]int64{b, 1, h}, false, false))
+	defer c.Drop()
+	tokens := torchx.Must(ts.Cat([]*ts.Tensor{c, patches}, 1))
+	defer tokens.Drop()
+	return tokens.Add(pos, false)
 }

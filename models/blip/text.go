@@ -91,58 +91,8 @@ func NewTextModel(p *gnn.Path, cfg TextConfig, std float64) (m *TextModel, err e
 // HasCrossAttention reports whether the layers can attend to image embeddings.
 func (m *TextModel) HasCrossAttention() bool { return m.Cfg.IsDecoder }
 
-// TextState is the text model's incremental decoding state for rows of generation: one
-// self-attention cache per layer and each layer's cross-attention keys and values, computed once
-// per image and shared by all of that image's rows.
-type TextState struct {
-	Caches []*nn.KVCache
-	Cross  []nn.CrossKV
-}
-
-// Drop frees the caches and the cross-attention keys and values.
-func (s *TextState) Drop() {
-	for _, c := range s.Caches {
-		c.Drop()
-	}
-	for i := range s.Cross {
-		s.Cross[i].Drop()
-	}
-}
-
-// Tensors lists the state's live tensors (to keep them out of a closing torchx scope).
-func (s *TextState) Tensors() []*ts.Tensor {
-	var out []*ts.Tensor
-	for _, c := range s.Caches {
-		if c.K != nil {
-			out = append(out, c.K, c.V)
-		}
-	}
-	for _, c := range s.Cross {
-		if c.K != nil {
-			out = append(out, c.K, c.V)
-		}
-	}
-	return out
-}
-
-// Past is the number of cached positions.
-func (s *TextState) Past() int64 {
-	if s == nil || len(s.Caches) == 0 {
-		return 0
-	}
-	return s.Caches[0].Len()
-}
-
-// Reorder keeps the cache rows listed in idx (int64 on the caches' device); the cross-attention
-// keys and values are per image and stay.
-func (s *TextState) Reorder(idx *ts.Tensor) error {
-	for _, c := range s.Caches {
-		if err := c.Reorder(idx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// TextState is the text model's incremental decoding state (nn.DecoderState).
+type TextState = nn.DecoderState
 
 // CrossKV projects image embeddings [N, Tk, encoder_hidden] to every layer's cross-attention keys
 // and values; the caller drops them.

@@ -103,27 +103,5 @@ func (m *VisionModel) Pool(last *ts.Tensor) (out *ts.Tensor, err error) {
 
 // embed is [class_embedding, patches (row-major)] + position_embedding.
 func (m *VisionModel) embed(pixels *ts.Tensor) (out *ts.Tensor, err error) {
-	defer torchx.Catch(&err)
-	b := torchx.MustSize(pixels)[0]
-	h := int64(m.Cfg.HiddenSize)
-	px := pixels
-	if dev, err := m.cls.Device(); err == nil && !sameDevice(dev, pixels) {
-		px = torchx.Must(px.To(dev, false))
-		defer px.Drop()
-	}
-	if dt := m.cls.DType(); px.DType() != dt {
-		px = torchx.Must(px.Totype(dt, false))
-		defer px.Drop()
-	}
-	conv := torchx.Must(m.patch.Forward(px)) // [B, H, h', w']
-	defer conv.Drop()
-	flat := torchx.Must(conv.Flatten(2, -1, false)) // [B, H, N]
-	defer flat.Drop()
-	patches := torchx.Must(flat.Transpose(1, 2, false)) // [B, N, H]
-	defer patches.Drop()
-	cls := torchx.Must(m.cls.Expand([]int64{b, 1, h}, false, false))
-	defer cls.Drop()
-	tokens := torchx.Must(ts.Cat([]*ts.Tensor{cls, patches}, 1))
-	defer tokens.Drop()
-	return tokens.Add(m.pos, false)
+	return nn.PatchTokens(pixels, m.patch, m.cls, m.pos)
 }

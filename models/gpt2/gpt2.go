@@ -176,38 +176,8 @@ func IgnoredCheckpointKey(name string) bool {
 		name == "lm_head.weight" || strings.HasSuffix(name, ".lm_head.weight")
 }
 
-// State is the decoder's incremental state for rows of generation: one self-attention cache
-// per layer and, for cross-attention, the encoder keys and values computed once per image.
-type State struct {
-	Caches []*nn.KVCache
-	Cross  []nn.CrossKV
-}
-
-// Drop frees the caches and the cross-attention keys and values.
-func (s *State) Drop() {
-	for _, c := range s.Caches {
-		c.Drop()
-	}
-	for i := range s.Cross {
-		s.Cross[i].Drop()
-	}
-}
-
-// Tensors lists the state's live tensors (to keep them out of a closing torchx scope).
-func (s *State) Tensors() []*ts.Tensor {
-	var out []*ts.Tensor
-	for _, c := range s.Caches {
-		if c.K != nil {
-			out = append(out, c.K, c.V)
-		}
-	}
-	for _, c := range s.Cross {
-		if c.K != nil {
-			out = append(out, c.K, c.V)
-		}
-	}
-	return out
-}
+// State is the decoder's incremental state for generation (nn.DecoderState).
+type State = nn.DecoderState
 
 // NewState prepares generation state: encoder [N, Tk, n_embd] (already projected to n_embd)
 // gives each layer's cross-attention keys and values once; nil means no cross-attention.
@@ -253,10 +223,7 @@ func (m *Model) Hidden(ids, encoder *ts.Tensor, st *State, train bool) (out *ts.
 		return nil, fmt.Errorf("gpt2: input ids %v, want [B, T]", s)
 	}
 	T := s[1]
-	var past int64
-	if st != nil && len(st.Caches) > 0 {
-		past = st.Caches[0].Len()
-	}
+	past := st.Past()
 	if past+T > int64(m.Cfg.NPositions) {
 		return nil, fmt.Errorf("gpt2: %d positions exceed n_positions %d", past+T, m.Cfg.NPositions)
 	}

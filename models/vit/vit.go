@@ -174,25 +174,7 @@ func (m *Model) Forward(pixels *ts.Tensor, train bool) (out *ts.Tensor, err erro
 // embed is [cls, patches (row-major)] + position_embeddings, then dropout.
 func (m *Model) embed(pixels *ts.Tensor, train bool) (out *ts.Tensor, err error) {
 	defer torchx.Catch(&err)
-	b := torchx.MustSize(pixels)[0]
-	h := int64(m.Cfg.HiddenSize)
-	dt := m.cls.DType()
-	px := pixels
-	if pixels.DType() != dt {
-		px = torchx.Must(pixels.Totype(dt, false))
-		defer px.Drop()
-	}
-	conv := torchx.Must(m.patch.Forward(px)) // [B, H, h', w']
-	defer conv.Drop()
-	flat := torchx.Must(conv.Flatten(2, -1, false)) // [B, H, N]
-	defer flat.Drop()
-	patches := torchx.Must(flat.Transpose(1, 2, false)) // [B, N, H]
-	defer patches.Drop()
-	cls := torchx.Must(m.cls.Expand([]int64{b, 1, h}, false, false))
-	defer cls.Drop()
-	tokens := torchx.Must(ts.Cat([]*ts.Tensor{cls, patches}, 1))
-	defer tokens.Drop()
-	x := torchx.Must(tokens.Add(m.pos, false))
+	x := torchx.Must(nn.PatchTokens(pixels, m.patch, m.cls, m.pos))
 	defer x.Drop()
 	return nn.Dropout(x, m.Cfg.HiddenDropoutProb, train)
 }

@@ -90,10 +90,7 @@ func (d *decoder) Reorder(rows []int64) error {
 		if dev := d.m.Device(); dev != gotch.CPU {
 			idx = torchx.Must(idx.To(dev, true))
 		}
-		for _, c := range d.st.Caches {
-			torchx.MustOK(c.Reorder(idx))
-		}
-		return nil
+		return d.st.Reorder(idx)
 	})
 }
 
