@@ -218,24 +218,7 @@ const blipPretrainKey = "pretrain"
 // the tokenizer's vocabulary size and its [DEC] (bos), [PAD] and [SEP] ids; vision_config's
 // image_size defaults to model.image_size.
 func blipScratchConfig(mc config.ModelConfig, t tok.Tokenizer) (blip.Config, error) {
-	raw := map[string]any{}
-	for k, v := range mc.HFConfig {
-		if k != blipPretrainKey {
-			raw[k] = v
-		}
-	}
-	sub := func(name string) map[string]any {
-		m, ok := raw[name].(map[string]any)
-		if !ok {
-			m = map[string]any{}
-			raw[name] = m
-		}
-		return m
-	}
-	text, vision := sub("text_config"), sub("vision_config")
-	if _, ok := vision["image_size"]; !ok {
-		vision["image_size"] = mc.ImageSize
-	}
+	raw, _, text := scratchConfigMaps(mc, "vision_config", "text_config", blipPretrainKey)
 	sp := t.Special()
 	if sp.BOS < 0 || sp.SEP < 0 || sp.PAD < 0 {
 		return blip.Config{}, fmt.Errorf("the tokenizer lacks BLIP's special tokens (bos [DEC] %d, [SEP] %d, [PAD] %d; -1 = missing): use a BLIP tokenizer or let imgcap build one (no model.tokenizer)", sp.BOS, sp.SEP, sp.PAD)

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/sugarme/gotch"
@@ -187,6 +188,31 @@ func CaptionModel(ctx context.Context, dir string, paths []string, o CaptionOpti
 		return nil
 	})
 	return out, err
+}
+
+// scratchConfigMaps copies model.hf_config (without the skip keys) for a model built from
+// scratch and returns it with its vision and text sub-objects (created when absent); the vision
+// one gets model.image_size unless it sets image_size itself.
+func scratchConfigMaps(mc config.ModelConfig, visionKey, textKey string, skip ...string) (raw, vision, text map[string]any) {
+	raw = map[string]any{}
+	for k, v := range mc.HFConfig {
+		if !slices.Contains(skip, k) {
+			raw[k] = v
+		}
+	}
+	sub := func(name string) map[string]any {
+		m, ok := raw[name].(map[string]any)
+		if !ok {
+			m = map[string]any{}
+			raw[name] = m
+		}
+		return m
+	}
+	vision, text = sub(visionKey), sub(textKey)
+	if _, ok := vision["image_size"]; !ok {
+		vision["image_size"] = mc.ImageSize
+	}
+	return raw, vision, text
 }
 
 func toInt64s(ids []int) []int64 {

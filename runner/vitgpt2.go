@@ -125,22 +125,8 @@ func vitGPT2ForTraining(cfg config.Config, runDir string, t tok.Tokenizer, resum
 // scratchConfig is a VisionEncoderDecoder config from model.hf_config over the HF defaults, with
 // the tokenizer's vocabulary and special ids and model.image_size.
 func scratchConfig(mc config.ModelConfig, t tok.Tokenizer) (vitgpt2.Config, error) {
-	raw := map[string]any{"model_type": "vision-encoder-decoder"}
-	for k, v := range mc.HFConfig {
-		raw[k] = v
-	}
-	sub := func(name string) map[string]any {
-		m, ok := raw[name].(map[string]any)
-		if !ok {
-			m = map[string]any{}
-			raw[name] = m
-		}
-		return m
-	}
-	enc, dec := sub("encoder"), sub("decoder")
-	if _, ok := enc["image_size"]; !ok {
-		enc["image_size"] = mc.ImageSize
-	}
+	raw, _, dec := scratchConfigMaps(mc, "encoder", "decoder")
+	raw["model_type"] = "vision-encoder-decoder"
 	sp := t.Special()
 	start, eos, pad := sp.BOS, sp.EOS, sp.PAD
 	if eos < 0 {
