@@ -139,3 +139,30 @@ func configYAML(t *testing.T, c config.Config) ([]byte, error) {
 	t.Helper()
 	return config.YAML(c)
 }
+
+// TestExportBLIPRoundTrip exports the imported BLIP fixtures (captioner and retrieval) and checks
+// that every tensor comes back bit for bit under the same names, the untied decoder weight
+// included and no separate decoder.bias, as transformers stores them.
+func TestExportBLIPRoundTrip(t *testing.T) {
+	for _, dir := range []string{filepath.Join("testdata", "blip", "caption"), filepath.Join("testdata", "blip", "retrieval")} {
+		out := t.TempDir()
+		if _, err := Export(dir, ExportOptions{Out: out, DType: gotch.Float}, Env{Device: gotch.CPU}); err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		want := tensorValues(t, filepath.Join(dir, "model.safetensors"))
+		got := tensorValues(t, filepath.Join(out, "model.safetensors"))
+		for name, w := range want {
+			if !slices.Equal(got[name], w) {
+				t.Errorf("%s: %s differs from the fixture", dir, name)
+			}
+		}
+		for name := range got {
+			if _, ok := want[name]; !ok {
+				t.Errorf("%s: export adds %s, which the Hugging Face checkpoint does not have", dir, name)
+			}
+		}
+		if _, err := OpenModel(out, gotch.CPU); err != nil {
+			t.Errorf("%s: the export does not open: %v", dir, err)
+		}
+	}
+}
