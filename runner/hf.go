@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -505,14 +504,9 @@ func trainHF(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool
 	if f == nil {
 		return train.Result{}, notBuilt(cfg.Model.Arch, "training", archIssue(cfg.Model.Arch))
 	}
-	ds, err := LoadDataset(cfg.Data, cfg.Train.Seed)
+	trainRecs, valRecs, err := trainValSplits(cfg)
 	if err != nil {
 		return train.Result{}, err
-	}
-	trainRecs := ds.Split(cfg.Data.TrainSplit)
-	valRecs := ds.Split(cfg.Data.ValSplit)
-	if len(trainRecs) == 0 {
-		return train.Result{}, fmt.Errorf("split %q has no images (splits: %v)", cfg.Data.TrainSplit, ds.Splits())
 	}
 	// Hub ids (org/name) resolve to cached snapshots; local folders stay as they are.
 	for key, ref := range map[string]*string{"model.pretrained": &cfg.Model.Pretrained,
@@ -554,11 +548,7 @@ func trainHF(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool
 			return train.Result{}, err
 		}
 	}
-	var aug *image.Augment
-	if a := cfg.Data.Augment; a.RandomResizedCrop || a.HFlip > 0 {
-		aug = &image.Augment{RandomResizedCrop: a.RandomResizedCrop, Scale: [2]float64{a.Scale[0], a.Scale[1]},
-			Ratio: [2]float64{3.0 / 4, 4.0 / 3}, HFlip: a.HFlip}
-	}
+	aug := trainAugment(cfg.Data.Augment)
 	env.logger().Info("data", "train_images", len(trainRecs), "val_images", len(valRecs), "vocab", t.VocabSize())
 	loader := func(recs []data.Record, aug *image.Augment, shuffle bool, unit data.Unit, batch int) (*data.Loader[hfItem], error) {
 		return data.NewLoader(recs, data.LoaderOptions[hfItem]{
@@ -633,11 +623,4 @@ func EvaluateModel(ctx context.Context, dir string, dc config.DataConfig, ec con
 		gen.Prompt = o.Prompt
 	}
 	return scoreSplit(ctx, dc, ec, 0, b.captioner(gen), o, env)
-}
-
-// writeJSON writes v as indented JSON to w.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

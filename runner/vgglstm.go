@@ -92,13 +92,7 @@ func newVGGRun(cfg config.Config, runDir string, trainRecs []data.Record, env En
 			return nil, err
 		}
 	}
-	var aug *image.Augment
-	a := cfg.Data.Augment
-	if a.RandomResizedCrop || a.HFlip > 0 {
-		aug = &image.Augment{RandomResizedCrop: a.RandomResizedCrop, Scale: [2]float64{a.Scale[0], a.Scale[1]},
-			Ratio: [2]float64{3.0 / 4, 4.0 / 3}, HFlip: a.HFlip}
-	}
-	pipe, err := vgglstm.NewPipeline(mc, vocab, aug, env.Device)
+	pipe, err := vgglstm.NewPipeline(mc, vocab, trainAugment(cfg.Data.Augment), env.Device)
 	if err != nil {
 		return nil, err
 	}
@@ -166,14 +160,9 @@ func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, 
 	if cfg.Model.Arch != "vgg16_lstm" {
 		return trainHF(ctx, cfg, cfgYAML, resume, env)
 	}
-	ds, err := LoadDataset(cfg.Data, cfg.Train.Seed)
+	trainRecs, valRecs, err := trainValSplits(cfg)
 	if err != nil {
 		return train.Result{}, err
-	}
-	trainRecs := ds.Split(cfg.Data.TrainSplit)
-	valRecs := ds.Split(cfg.Data.ValSplit)
-	if len(trainRecs) == 0 {
-		return train.Result{}, fmt.Errorf("split %q has no images (splits: %v)", cfg.Data.TrainSplit, ds.Splits())
 	}
 	runDir := cfg.Train.OutDir
 	r, err := newVGGRun(cfg, runDir, trainRecs, env)
@@ -367,6 +356,29 @@ func evalHook(cfg config.Config, valRecs []data.Record, captioner eval.Captioner
 		}
 		return trainerMetrics(rep.Result.Corpus), nil
 	}, nil
+}
+
+// trainValSplits loads the dataset and returns its training split (which must not be empty)
+// and its validation split.
+func trainValSplits(cfg config.Config) (trainRecs, valRecs []data.Record, err error) {
+	ds, err := LoadDataset(cfg.Data, cfg.Train.Seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	trainRecs, valRecs = ds.Split(cfg.Data.TrainSplit), ds.Split(cfg.Data.ValSplit)
+	if len(trainRecs) == 0 {
+		return nil, nil, fmt.Errorf("split %q has no images (splits: %v)", cfg.Data.TrainSplit, ds.Splits())
+	}
+	return trainRecs, valRecs, nil
+}
+
+// trainAugment is the data.augment section as image augmentation (nil when it asks for none).
+func trainAugment(a config.AugmentConfig) *image.Augment {
+	if !a.RandomResizedCrop && a.HFlip <= 0 {
+		return nil
+	}
+	return &image.Augment{RandomResizedCrop: a.RandomResizedCrop, Scale: [2]float64{a.Scale[0], a.Scale[1]},
+		Ratio: [2]float64{3.0 / 4, 4.0 / 3}, HFlip: a.HFlip}
 }
 
 // showCaptions prints the first n generated captions of outDir/results.json beside a human one.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/imgcap/imgcap/models"
@@ -96,7 +95,7 @@ func (m *Captioner) Generate(ctx context.Context, pixels *ts.Tensor, promptIDs [
 			st, err := m.Text.NewState(img)
 			torchx.MustOK(err)
 			defer st.Drop()
-			seqs, err = nn.Generate(ctx, &decoder{m: m, st: st}, prompts, o)
+			seqs, err = nn.Generate(ctx, m.decoder(st), prompts, o)
 			return err
 		})
 	})
@@ -105,52 +104,14 @@ func (m *Captioner) Generate(ctx context.Context, pixels *ts.Tensor, promptIDs [
 
 // decoder feeds the text decoder to nn.Generate, one Step per token with cached self-attention
 // keys and values and the images' cross-attention keys and values.
-type decoder struct {
-	m  *Captioner
-	st *TextState
-}
-
-// Step runs tokens [rows][n] through the decoder and returns the next-token logits of each row.
-func (d *decoder) Step(tokens [][]int64) (logits []float32, vocab int, err error) {
-	if len(tokens) == 0 || len(tokens[0]) == 0 {
-		return nil, 0, fmt.Errorf("blip decoder: empty step")
-	}
-	err = torchx.WithScope(func(s *torchx.Scope) (err error) {
-		defer torchx.Catch(&err)
-		defer func() { s.Keep(d.st.Tensors()...) }()
-		rows, n := int64(len(tokens)), int64(len(tokens[0]))
-		flat := make([]int64, 0, rows*n)
-		for _, t := range tokens {
-			if int64(len(t)) != n {
-				return fmt.Errorf("blip decoder: rows of %d and %d tokens in one step", n, len(t))
-			}
-			flat = append(flat, t...)
-		}
-		ids := torchx.Must(ts.OfSlice(flat))
-		ids = torchx.Must(ids.View([]int64{rows, n}, false))
-		if dev := d.m.Device(); dev != gotch.CPU {
-			ids = torchx.Must(ids.To(dev, false))
-		}
-		h := torchx.Must(d.m.Text.Forward(TextInput{IDs: ids, Causal: true, State: d.st}))
-		last := torchx.Must(h.Select(1, n-1, false))
-		out := torchx.Must(d.m.Head.Forward(last))
-		logits, err = torchx.Float32s(out)
-		return err
-	})
-	return logits, d.m.Cfg.Text.VocabSize, err
-}
-
-// Reorder keeps the listed rows of the self-attention caches.
-func (d *decoder) Reorder(rows []int64) error {
-	return torchx.WithScope(func(s *torchx.Scope) (err error) {
-		defer torchx.Catch(&err)
-		defer func() { s.Keep(d.st.Tensors()...) }()
-		idx := torchx.Must(ts.OfSlice(rows))
-		if dev := d.m.Device(); dev != gotch.CPU {
-			idx = torchx.Must(idx.To(dev, false))
-		}
-		return d.st.Reorder(idx)
-	})
+func (m *Captioner) decoder(st *TextState) *nn.CachedDecoder {
+	return &nn.CachedDecoder{State: st, Device: m.Device(), Vocab: m.Cfg.Text.VocabSize,
+		LastLogits: func(ids *ts.Tensor) (out *ts.Tensor, err error) {
+			defer torchx.Catch(&err)
+			h := torchx.Must(m.Text.Forward(TextInput{IDs: ids, Causal: true, State: st}))
+			last := torchx.Must(h.Select(1, torchx.MustSize(ids)[1]-1, false))
+			return m.Head.Forward(last)
+		}}
 }
 
 // Caption implements models.Captioner: one caption per image of pixels [B, C, H, W]. o.PromptIDs,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/imgcap/imgcap/models"
@@ -34,7 +33,7 @@ func (m *Model) Generate(ctx context.Context, pixels *ts.Tensor, prompts [][]int
 			st, err := m.Decoder.NewState(enc)
 			torchx.MustOK(err)
 			defer st.Drop()
-			d := &decoder{m: m, st: st}
+			d := m.decoder(st)
 			seqs, err = nn.Generate(ctx, d, prompts, o)
 			return err
 		})
@@ -51,47 +50,16 @@ func (m *Model) GenerateOptions(o nn.GenerateOptions) nn.GenerateOptions {
 	return o
 }
 
-// decoder feeds GPT-2 for nn.Generate with cached self-attention and cross-attention keys and
-// values.
-type decoder struct {
-	m  *Model
-	st *gpt2.State
-}
-
-func (d *decoder) Step(tokens [][]int64) (logits []float32, vocab int, err error) {
-	err = torchx.WithScope(func(s *torchx.Scope) (err error) {
-		defer torchx.Catch(&err)
-		defer func() { s.Keep(d.st.Tensors()...) }()
-		rows, n := int64(len(tokens)), int64(len(tokens[0]))
-		flat := make([]int64, 0, rows*n)
-		for _, t := range tokens {
-			flat = append(flat, t...)
-		}
-		ids := torchx.Must(ts.OfSlice(flat))
-		ids = torchx.Must(ids.View([]int64{rows, n}, true))
-		if dev := d.m.Device(); dev != gotch.CPU {
-			ids = torchx.Must(ids.To(dev, true))
-		}
-		h := torchx.Must(d.m.Decoder.Hidden(ids, nil, d.st, false))
-		last := torchx.Must(h.Select(1, n-1, false))
-		out := torchx.Must(ts.Linear(last, d.m.Decoder.WTE(), ts.None))
-		logits, err = torchx.Float32s(out)
-		vocab = d.m.Cfg.Decoder.VocabSize
-		return err
-	})
-	return logits, vocab, err
-}
-
-func (d *decoder) Reorder(rows []int64) error {
-	return torchx.WithScope(func(s *torchx.Scope) (err error) {
-		defer torchx.Catch(&err)
-		defer func() { s.Keep(d.st.Tensors()...) }()
-		idx := torchx.Must(ts.OfSlice(rows))
-		if dev := d.m.Device(); dev != gotch.CPU {
-			idx = torchx.Must(idx.To(dev, true))
-		}
-		return d.st.Reorder(idx)
-	})
+// decoder feeds GPT-2 to nn.Generate with cached self-attention and the images' cross-attention
+// keys and values.
+func (m *Model) decoder(st *gpt2.State) *nn.CachedDecoder {
+	return &nn.CachedDecoder{State: st, Device: m.Device(), Vocab: m.Cfg.Decoder.VocabSize,
+		LastLogits: func(ids *ts.Tensor) (out *ts.Tensor, err error) {
+			defer torchx.Catch(&err)
+			h := torchx.Must(m.Decoder.Hidden(ids, nil, st, false))
+			last := torchx.Must(h.Select(1, torchx.MustSize(ids)[1]-1, false))
+			return ts.Linear(last, m.Decoder.WTE(), ts.None)
+		}}
 }
 
 // Caption implements models.Captioner: o.PromptIDs, when set, are the decoder prompt exactly as

@@ -2,8 +2,6 @@ package vitgpt2
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/sugarme/gotch"
 
@@ -25,9 +23,12 @@ func Load(dir string, device gotch.Device) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	if m.Gen, err = ReadGenerationConfig(dir); err != nil {
+	// generation_config.json, else the generation keys of config.json, as Hugging Face reads them.
+	gc, err := nn.LoadGenerationConfig(dir)
+	if err != nil {
 		return nil, err
 	}
+	m.Gen = *gc
 	if _, err := m.LoadWeights(dir); err != nil {
 		return nil, err
 	}
@@ -54,18 +55,4 @@ func (m *Model) LoadWeights(dir string) (unexpected []string, err error) {
 func ignoredKey(name string) bool {
 	const p = "decoder."
 	return len(name) > len(p) && name[:len(p)] == p && gpt2.IgnoredCheckpointKey(name[len(p):])
-}
-
-// ReadGenerationConfig reads a model folder's generation_config.json or, without one, the
-// generation keys of its config.json, as Hugging Face does.
-func ReadGenerationConfig(dir string) (nn.GenerationConfig, error) {
-	path := filepath.Join(dir, "generation_config.json")
-	if _, err := os.Stat(path); err != nil {
-		path = filepath.Join(dir, "config.json")
-	}
-	gc, err := nn.LoadGenerationConfig(path)
-	if err != nil {
-		return nn.GenerationConfig{}, err
-	}
-	return *gc, nil
 }
