@@ -47,6 +47,8 @@ func (l *LayerNorm) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 // by name without transposing anything.
 type Conv1D struct {
 	Weight, Bias *ts.Tensor
+	int8         *torchx.Int8Linear // set by QuantizeInt8: Forward runs the int8 kernel
+	released     bool               // the float32 weight was freed (Int8Options.ReleaseFloat)
 }
 
 // NewConv1D creates a Conv1D with Hugging Face's GPT-2 initialisation (weight N(0, std²), bias 0).
@@ -64,6 +66,9 @@ func NewConv1D(p *gnn.Path, in, out int64, std float64) (*Conv1D, error) {
 
 // Forward applies the layer to x [..., in].
 func (c *Conv1D) Forward(x *ts.Tensor) (out *ts.Tensor, err error) {
+	if c.int8 != nil {
+		return c.int8.Forward(x)
+	}
 	// linear(x, Wᵀ) multiplies by W itself; the transposed view costs no copy.
 	wt, err := c.Weight.T(false)
 	if err != nil {
@@ -244,11 +249,35 @@ func attend(q, k, v, mask *ts.Tensor, scale, p float64) (out *ts.Tensor, err err
 		defer oc.Drop()
 		return oc.View([]int64{R, H, Tq, D}, false)
 	}
-	kt := torchx.Must(k.Transpose(2, 3, false))
+	if p == 0 && Tq <= 16 {
+		// Token-by-token decoding: one fused pass over k and v per head (nil when it does not
+		// apply, e.g. on CUDA or while recording gradients).
+		out, err := torchx.AttendFew(q, k, v, mask, scale)
+		torchx.MustOK(err)
+		if out != nil {
+			return out, nil
+		}
+	}
+	// Batched products of contiguous operands run twice as fast as on the head-split views of
+	// the projections (measured at ViT-L size: 9.3 vs 19 ms per layer).
+	qc := torchx.Must(q.Contiguous(false))
+	defer qc.Drop()
+	kc := torchx.Must(k.Contiguous(false))
+	defer kc.Drop()
+	kt := torchx.Must(kc.Transpose(2, 3, false))
 	defer kt.Drop()
-	raw := torchx.Must(q.Matmul(kt, false))
-	defer raw.Drop()
-	scores := torchx.Must(raw.MulScalar(ts.FloatScalar(scale), false))
+	var scores *ts.Tensor
+	if frac, _ := math.Frexp(scale); frac == 0.5 {
+		// A power of two (head sizes 4, 16, 64, 256): scaling q first is exact and touches
+		// Tq·D values instead of Tq·Tk.
+		qs := torchx.Must(qc.MulScalar(ts.FloatScalar(scale), false))
+		defer qs.Drop()
+		scores = torchx.Must(qs.Matmul(kt, false))
+	} else {
+		raw := torchx.Must(qc.Matmul(kt, false))
+		defer raw.Drop()
+		scores = torchx.Must(raw.MulScalar(ts.FloatScalar(scale), false))
+	}
 	defer scores.Drop()
 	if mask != nil {
 		masked := torchx.Must(scores.Add(mask, false))
@@ -262,7 +291,9 @@ func attend(q, k, v, mask *ts.Tensor, scale, p float64) (out *ts.Tensor, err err
 		defer dropped.Drop()
 		probs = dropped
 	}
-	return probs.Matmul(v, false)
+	vc := torchx.Must(v.Contiguous(false))
+	defer vc.Drop()
+	return probs.Matmul(vc, false)
 }
 
 // MaskValue is the additive mask value for removed positions: float32's lowest value, as

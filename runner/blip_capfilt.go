@@ -138,14 +138,14 @@ func CapFilt(ctx context.Context, o CapFiltOptions, env Env) (*CapFiltReport, er
 	if o.MaxImages > 0 && len(recs) > o.MaxImages {
 		recs = recs[:o.MaxImages]
 	}
-	capt, err := OpenModel(o.Captioner, env.Device)
+	capt, err := openInference(o.Captioner, env)
 	if err != nil {
 		return nil, fmt.Errorf("captioner: %w", err)
 	}
 	if capt.tok == nil {
 		return nil, fmt.Errorf("captioner %s has no tokenizer: its captions would be ids only", o.Captioner)
 	}
-	filt, err := OpenModel(o.Filter, env.Device)
+	filt, err := openInference(o.Filter, env)
 	if err != nil {
 		return nil, fmt.Errorf("filter: %w", err)
 	}

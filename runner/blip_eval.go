@@ -373,7 +373,7 @@ func printRetrieval(w io.Writer, rep *RetrievalReport) {
 // env.Out and writes retrieval.json into o.OutDir (default: RUN/eval-SPLIT for runs,
 // runs/eval-NAME-SPLIT for folders). imgcap eval reaches the same evaluation with ro's defaults.
 func EvaluateRetrieval(ctx context.Context, dir string, dc config.DataConfig, ec config.EvalConfig, o EvalOptions, ro RetrievalOptions, env Env) (*RetrievalReport, error) {
-	b, err := OpenModel(dir, env.Device)
+	b, err := openInference(dir, env)
 	if err != nil {
 		return nil, err
 	}
@@ -467,7 +467,7 @@ func MatchFiles(ctx context.Context, model string, images, texts []string, env E
 	if len(images) == 0 || len(texts) == 0 {
 		return nil, fmt.Errorf("match: %d images and %d texts; need at least one of each", len(images), len(texts))
 	}
-	b, err := OpenModel(model, env.Device)
+	b, err := openInference(model, env)
 	if err != nil {
 		return nil, err
 	}

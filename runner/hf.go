@@ -162,7 +162,7 @@ type CaptionOptions struct {
 // folder or a transformer run. Without a tokenizer in the folder, captions carry ids only and
 // a prompt must be given as ids.
 func CaptionModel(ctx context.Context, dir string, paths []string, o CaptionOptions, env Env) ([]models.Caption, error) {
-	b, err := OpenModel(dir, env.Device)
+	b, err := openInference(dir, env)
 	if err != nil {
 		return nil, err
 	}
@@ -599,7 +599,7 @@ func runGenerateOptions(cfg config.Config, b *hfBundle) (models.GenerateOptions,
 
 // EvaluateModel captions a dataset split with a model folder or transformer run and scores it.
 func EvaluateModel(ctx context.Context, dir string, dc config.DataConfig, ec config.EvalConfig, o EvalOptions, env Env) (*eval.ScoreReport, error) {
-	b, err := OpenModel(dir, env.Device)
+	b, err := openInference(dir, env)
 	if err != nil {
 		return nil, err
 	}

@@ -2,15 +2,18 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sugarme/gotch"
 
 	"github.com/imgcap/imgcap/data/image"
 	"github.com/imgcap/imgcap/models"
+	"github.com/imgcap/imgcap/nn"
 	"github.com/imgcap/imgcap/torchx"
 )
 
@@ -57,6 +60,45 @@ func Open(ref string, dev gotch.Device) (*Model, error) {
 		return nil, err
 	}
 	return &Model{Name: ref, Arch: r.cfg.Model.Arch, vgg: r}, nil
+}
+
+// QuantizeInt8 switches the model to int8 linear layers for CPU inference (nn.QuantizeInt8) and
+// frees their float32 weights: the model can only caption afterwards.
+func (m *Model) QuantizeInt8() (nn.Int8Report, error) {
+	if m.hf != nil {
+		return nn.QuantizeInt8(m.hf.model, nn.Int8Options{ReleaseFloat: true})
+	}
+	return nn.QuantizeInt8(m.vgg.model, nn.Int8Options{ReleaseFloat: true})
+}
+
+// openInference opens a model folder (or hub id, or transformer run) for inference: OpenModel,
+// then int8 layers when env.Int8 is set.
+func openInference(ref string, env Env) (*hfBundle, error) {
+	b, err := OpenModel(ref, env.Device)
+	if err != nil {
+		return nil, err
+	}
+	if err := quantize(b.model, env); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// quantize switches model to int8 linear layers when env.Int8 is set, and logs what it did.
+func quantize(model any, env Env) error {
+	if !env.Int8 {
+		return nil
+	}
+	if env.Device.IsCuda() {
+		return errors.New("--int8 runs on the CPU only: leave out --device or use --device cpu")
+	}
+	start := time.Now()
+	rep, err := nn.QuantizeInt8(model, nn.Int8Options{ReleaseFloat: true})
+	if err != nil {
+		return err
+	}
+	env.logger().Info(rep.String(), "seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
+	return nil
 }
 
 // Processor is the model's image preprocessing.

@@ -33,6 +33,9 @@ type Env struct {
 	Out      io.Writer // tables and results (nil: discarded)
 	Logger   *slog.Logger
 	Dist     *dist.Group // data-parallel training group (nil: one process)
+	// Int8 runs inference with int8 linear layers (nn.QuantizeInt8; CPU only). Training
+	// ignores it.
+	Int8 bool
 }
 
 func (e Env) out() io.Writer {

@@ -247,6 +247,9 @@ func CaptionFiles(ctx context.Context, runDir string, paths []string, opts model
 	if err != nil {
 		return nil, err
 	}
+	if err := quantize(r.model, env); err != nil {
+		return nil, err
+	}
 	var caps []string
 	err = torchx.NoGrad(func() error {
 		var err error
@@ -284,6 +287,9 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 	}
 	r, err := openRun(runDir, env)
 	if err != nil {
+		return nil, err
+	}
+	if err := quantize(r.model, env); err != nil {
 		return nil, err
 	}
 	if o.MaxImages == 0 {

@@ -9,13 +9,16 @@
 // github.com/sugarme/gotch/imgcapinfo describing what it did, which `imgcap env` reports, and
 // the package github.com/sugarme/gotch/imgcapdist: imgcap's cgo shim over libtorch's c10d
 // (distshim/), compiled with the same flags plus the c10d backends whose headers compile here
-// (Gloo; NCCL on a CUDA libtorch).
+// (Gloo; NCCL on a CUDA libtorch), and github.com/sugarme/gotch/imgcapkern: imgcap's CPU
+// kernels for inference (int8 linear layers over libtorch's quantized ops plus a weight-only
+// product, few-query attention; kernshim/).
 //
 // It is run by `make setup`; it is idempotent (a stamp file records the inputs).
 package main
 
 import (
 	"crypto/sha256"
+	"embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -33,7 +36,7 @@ import (
 )
 
 // prepVersion changes whenever the preparation logic changes, forcing a rebuild of the folder.
-const prepVersion = "7"
+const prepVersion = "8"
 
 // generatedFile is the C++ file of generated op wrappers that gotchprep patches.
 const generatedFile = "torch_api_generated.cpp.h"
@@ -104,6 +107,13 @@ func run(src, dst, libtorch, cxx string, force bool) error {
 	ds, err := writeDistShim(filepath.Join(tmp, "imgcapdist"), ts, cxx)
 	if err != nil {
 		return err
+	}
+	qnote, err := writeKernShim(filepath.Join(tmp, "imgcapkern"), ts, cxx)
+	if err != nil {
+		return err
+	}
+	if qnote != "" {
+		fmt.Printf("gotchprep: int8 layers unavailable: %s\n", qnote)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, ".imgcap-stamp"), []byte(stamp+"\n"), 0o644); err != nil {
 		return err
@@ -467,14 +477,16 @@ func stampOf(src string, ts torchSetup) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n%+v\n", prepVersion, src, ts)
 	// The shim's sources are inputs too: editing them prepares the folder again.
-	_ = fs.WalkDir(distShim, ".", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			b, _ := distShim.ReadFile(p)
-			fmt.Fprintf(h, "%s %d\n", p, len(b))
-			h.Write(b)
-		}
-		return nil
-	})
+	for _, shim := range []embed.FS{distShim, kernShim} {
+		_ = fs.WalkDir(shim, ".", func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				b, _ := shim.ReadFile(p)
+				fmt.Fprintf(h, "%s %d\n", p, len(b))
+				h.Write(b)
+			}
+			return nil
+		})
+	}
 	for _, k := range distEnv {
 		fmt.Fprintf(h, "%s=%s\n", k, os.Getenv(k))
 	}

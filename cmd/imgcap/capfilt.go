@@ -9,10 +9,10 @@ import (
 
 	"github.com/imgcap/imgcap/config"
 	"github.com/imgcap/imgcap/runner"
-	"github.com/imgcap/imgcap/torchx"
 )
 
 func init() {
+	var int8 bool
 	var o runner.CapFiltOptions
 	var splitFiles []string
 	cmd := &cobra.Command{
@@ -54,17 +54,18 @@ with its source, probability and verdict).`,
 				dc.SplitFractions = []float64{1, 0, 0} // every image, whatever the format's splits
 			}
 			o.Data = dc
-			dev, err := torchx.ParseDevice(globals.device)
+			dev, err := inferenceDevice(int8)
 			if err != nil {
 				return usageError{err}
 			}
 			if globals.seed != 0 {
 				o.Seed = globals.seed
 			}
-			_, err = runner.CapFilt(cmd.Context(), o, runner.Env{Device: dev, Progress: cmd.ErrOrStderr(), Out: cmd.OutOrStdout(), Logger: slog.Default()})
+			_, err = runner.CapFilt(cmd.Context(), o, runner.Env{Device: dev, Int8: int8, Progress: cmd.ErrOrStderr(), Out: cmd.OutOrStdout(), Logger: slog.Default()})
 			return err
 		},
 	}
+	addInt8Flag(cmd, &int8)
 	f := cmd.Flags()
 	f.StringVar(&o.Captioner, "captioner", "", "captioning model folder, hub id or run")
 	f.StringVar(&o.Filter, "filter", "", "BLIP retrieval model folder, hub id or blip_retrieval run (the ITM filter)")

@@ -15,13 +15,13 @@ import (
 
 	"github.com/imgcap/imgcap/models"
 	"github.com/imgcap/imgcap/runner"
-	"github.com/imgcap/imgcap/torchx"
 )
 
 // errNeedFlag reports a missing required flag.
 func errNeedFlag(name string) error { return fmt.Errorf("%s is required", name) }
 
 func init() {
+	var int8 bool
 	var runDir, model, promptIDs, pixelValues string
 	var asJSON bool
 	var o models.GenerateOptions
@@ -39,7 +39,7 @@ func init() {
 			if pixelValues != "" && len(args) > 0 {
 				return usageError{errors.New("--pixel-values replaces the image files: give one or the other")}
 			}
-			dev, err := torchx.ParseDevice(globals.device)
+			dev, err := inferenceDevice(int8)
 			if err != nil {
 				return usageError{err}
 			}
@@ -59,13 +59,13 @@ func init() {
 				if dir == "" {
 					dir = runDir
 				}
-				caps, err := runner.CaptionModel(cmd.Context(), dir, args, runner.CaptionOptions{Generate: o, PixelValues: pixelValues}, runner.Env{Device: dev, Logger: slog.Default()})
+				caps, err := runner.CaptionModel(cmd.Context(), dir, args, runner.CaptionOptions{Generate: o, PixelValues: pixelValues}, runner.Env{Device: dev, Int8: int8, Logger: slog.Default()})
 				if err != nil {
 					return err
 				}
 				return printCaptions(cmd.OutOrStdout(), args, caps, asJSON)
 			}
-			caps, err := runner.CaptionFiles(cmd.Context(), runDir, args, o, runner.Env{Device: dev, Logger: slog.Default()})
+			caps, err := runner.CaptionFiles(cmd.Context(), runDir, args, o, runner.Env{Device: dev, Int8: int8, Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -89,6 +89,7 @@ func init() {
 			return nil
 		},
 	}
+	addInt8Flag(cmd, &int8)
 	cmd.Flags().StringVar(&runDir, "run", "", "run directory written by imgcap train")
 	cmd.Flags().StringVar(&model, "model", "", "Hugging Face model folder (VisionEncoderDecoder ViT+GPT-2, BLIP) or a transformer run directory")
 	cmd.Flags().StringVar(&o.Prompt, "prompt", "", "text every caption continues (tokenized with the model's tokenizer)")

@@ -221,3 +221,30 @@ func TestCaptionHubID(t *testing.T) {
 		t.Errorf("uncached hub id offline: exit %d, %q", code, errOut)
 	}
 }
+
+// TestCaptionInt8 captions the fixture's pixels with --int8: the command reports the quantized
+// layers and prints one caption of ids per image.
+func TestCaptionInt8(t *testing.T) {
+	out, errOut, code := runCLI(t, "", "caption", "--int8", "--model", vitgpt2Fixture, "--pixel-values",
+		filepath.Join(vitgpt2Fixture, "pixel_values.npy"), "--max-new-tokens", "6", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "linear layers") || !strings.Contains(errOut, "int8") {
+		t.Errorf("stderr does not report the int8 layers: %q", errOut)
+	}
+	var rows []struct {
+		IDs []int64 `json:"ids"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("%d captions, want 2:\n%s", len(rows), out)
+	}
+	for i, r := range rows {
+		if len(r.IDs) == 0 || len(r.IDs) > 6 {
+			t.Errorf("caption %d: %d ids, want 1–6", i, len(r.IDs))
+		}
+	}
+}

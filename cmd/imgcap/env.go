@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -27,6 +29,9 @@ type envReport struct {
 	CUDADevices     int      `json:"cuda_devices"`
 	Device          string   `json:"device"`
 	Threads         int      `json:"threads"`
+	OpenMPWait      string   `json:"openmp_wait_policy"`
+	Int8Engine      string   `json:"int8_engine"`
+	Int8Unavailable string   `json:"int8_unavailable,omitempty"`
 	BLAS            []string `json:"blas"`
 	MatmulSize      int64    `json:"matmul_size"`
 	MatmulGFLOPS    float64  `json:"matmul_gflops"`
@@ -50,7 +55,8 @@ func init() {
 				Imgcap: version, Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(),
 				Gotch: gotchVersion(), Libtorch: imgcapinfo.LibtorchVersion, LibtorchRoot: imgcapinfo.LibtorchRoot,
 				CUDABuild: imgcapinfo.CUDA, CUDADevices: torchx.CUDADeviceCount(), Device: torchx.DeviceName(dev),
-				Threads: torchx.Threads(), MatmulSize: size, DisabledOps: len(imgcapinfo.DisabledOps),
+				Threads: torchx.Threads(), OpenMPWait: os.Getenv("OMP_WAIT_POLICY"), Int8Engine: torchx.Int8Engine(),
+				Int8Unavailable: torchx.Int8Unavailable(), MatmulSize: size, DisabledOps: len(imgcapinfo.DisabledOps),
 			}
 			if listOps {
 				r.DisabledOpsList = imgcapinfo.DisabledOps
@@ -84,6 +90,12 @@ func init() {
 			fmt.Fprintf(tw, "cuda\t%s\n", cuda)
 			fmt.Fprintf(tw, "device\t%s\n", r.Device)
 			fmt.Fprintf(tw, "threads\t%d\n", r.Threads)
+			fmt.Fprintf(tw, "openmp wait\t%s\n", cmp.Or(r.OpenMPWait, "default (spinning)"))
+			if r.Int8Unavailable != "" {
+				fmt.Fprintf(tw, "int8\tunavailable: %s\n", r.Int8Unavailable)
+			} else {
+				fmt.Fprintf(tw, "int8\t%s engine (--int8)\n", r.Int8Engine)
+			}
 			fmt.Fprintf(tw, "blas\t%s\n", blas)
 			fmt.Fprintf(tw, "matmul\t%.1f GFLOP/s (float32 %d×%d on %s)\n", r.MatmulGFLOPS, size, size, r.Device)
 			fmt.Fprintf(tw, "disabled ops\t%d generated gotch ops do not compile against this libtorch and return an error if called", r.DisabledOps)

@@ -10,10 +10,10 @@ import (
 
 	"github.com/imgcap/imgcap/config"
 	"github.com/imgcap/imgcap/runner"
-	"github.com/imgcap/imgcap/torchx"
 )
 
 func init() {
+	var int8 bool
 	var o runner.EvalOptions
 	var runDir, model string
 	var dc config.DataConfig
@@ -31,11 +31,11 @@ name=FILE, the format's own splits, or the config.`,
 			if (runDir == "") == (model == "") {
 				return usageError{errors.New("give exactly one of --run and --model")}
 			}
-			dev, err := torchx.ParseDevice(globals.device)
+			dev, err := inferenceDevice(int8)
 			if err != nil {
 				return usageError{err}
 			}
-			env := runner.Env{Device: dev, Out: cmd.OutOrStdout(), Logger: slog.Default()}
+			env := runner.Env{Device: dev, Int8: int8, Out: cmd.OutOrStdout(), Logger: slog.Default()}
 			if model != "" {
 				cfg := config.Default()
 				if globals.config != "" {
@@ -70,6 +70,7 @@ name=FILE, the format's own splits, or the config.`,
 			return err
 		},
 	}
+	addInt8Flag(cmd, &int8)
 	cmd.Flags().StringVar(&runDir, "run", "", "run directory written by imgcap train")
 	cmd.Flags().StringVar(&model, "model", "", "Hugging Face model folder or transformer run directory")
 	cmd.Flags().StringVar(&dc.Annotations, "data", "", "annotation file of the dataset to caption (with --model)")

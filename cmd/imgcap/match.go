@@ -13,10 +13,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgcap/imgcap/runner"
-	"github.com/imgcap/imgcap/torchx"
 )
 
 func init() {
+	var int8 bool
 	var model string
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -55,11 +55,11 @@ be repeated).`,
 			case len(texts) == 0:
 				return usageError{errors.New("no texts given (--texts \"a dog\" ...)")}
 			}
-			dev, err := torchx.ParseDevice(globals.device)
+			dev, err := inferenceDevice(int8)
 			if err != nil {
 				return usageError{err}
 			}
-			res, err := runner.MatchFiles(cmd.Context(), model, images, texts, runner.Env{Device: dev, Logger: slog.Default()})
+			res, err := runner.MatchFiles(cmd.Context(), model, images, texts, runner.Env{Device: dev, Int8: int8, Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -71,6 +71,7 @@ be repeated).`,
 			return printMatches(cmd.OutOrStdout(), res)
 		},
 	}
+	addInt8Flag(cmd, &int8)
 	cmd.Flags().StringVar(&model, "model", "", "BLIP retrieval model folder, hub id or blip_retrieval run")
 	cmd.Flags().StringArray("images", nil, "image files (every value after the flag)")
 	cmd.Flags().StringArray("texts", nil, "texts (every value after the flag)")

@@ -17,6 +17,7 @@ import (
 )
 
 func init() {
+	var int8 bool
 	var modelRefs []string
 	var addr string
 	cmd := &cobra.Command{
@@ -57,7 +58,7 @@ ones in progress and exits.`,
 			if usingDefault {
 				refs = []string{serve.DefaultModel}
 			}
-			dev, err := torchx.ParseDevice(globals.device)
+			dev, err := inferenceDevice(int8)
 			if err != nil {
 				return usageError{err}
 			}
@@ -67,7 +68,13 @@ ones in progress and exits.`,
 				var m *runner.Model
 				err := torchx.Locked(func() error {
 					var err error
-					m, err = runner.Open(ref, dev)
+					if m, err = runner.Open(ref, dev); err != nil || !int8 {
+						return err
+					}
+					rep, err := m.QuantizeInt8()
+					if err == nil {
+						log.Info(rep.String(), "model", ref)
+					}
 					return err
 				})
 				if err != nil {
@@ -99,6 +106,7 @@ ones in progress and exits.`,
 			})
 		},
 	}
+	addInt8Flag(cmd, &int8)
 	cmd.Flags().StringArrayVar(&modelRefs, "model", nil, "model to serve: HF model folder, run directory or pulled hub id (repeatable; default: serve.models, else "+serve.DefaultModel+")")
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address host:port (default: serve.addr of --config, 127.0.0.1:8080)")
 	rootCmd.AddCommand(cmd)

@@ -136,3 +136,17 @@ func Value(t testing.TB, x *ts.Tensor) float64 {
 	}
 	return float64(v[0])
 }
+
+// RelRMS returns ‖got − want‖ / ‖want‖ (Euclidean norms) over two equal-length slices.
+func RelRMS(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
+}

@@ -3,6 +3,7 @@ package blip
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -100,11 +102,11 @@ func hwmGB() float64 {
 }
 
 // BenchmarkBLIPLarge times the vision encoder and 20-token generation (min_new_tokens 20) at
-// BLIP-large size and prints Hugging Face's time for the same work beside ours, with the peak
-// RSS (go test -run '^$' -bench BLIPLarge -benchtime 1x ./models/blip).
+// BLIP-large size, in float32 and then with int8 linear layers (nn.QuantizeInt8), and prints
+// Hugging Face's float32 time for the same work beside ours, with the peak RSS
+// (go test -run '^$' -bench BLIPLarge -benchtime 1x ./models/blip).
 func BenchmarkBLIPLarge(b *testing.B) {
 	m := large(b)
-	size := m.Cfg.Vision.ImageSize
 	params := int64(0)
 	for _, v := range m.VarStore().Variables() {
 		params += int64(v.Numel())
@@ -113,7 +115,7 @@ func BenchmarkBLIPLarge(b *testing.B) {
 	resetPeak()
 	fmt.Printf("BLIP-large captioner: %.0fM parameters (%.2f GB), %d threads; peak RSS while building %.2f GB, resident after GC %.2f GB\n",
 		float64(params)/1e6, float64(params)*4/1e9, torchx.Threads(), built, hwmGB())
-	for _, c := range []struct {
+	cases := []struct {
 		name  string
 		batch int64
 		beams int
@@ -125,45 +127,80 @@ func BenchmarkBLIPLarge(b *testing.B) {
 		{"greedy/b4", 4, 1, false},
 		{"beam3/b1", 1, 3, false},
 		{"beam3/b4", 4, 3, false},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			px, err := ts.Randn([]int64{c.batch, 3, int64(size), int64(size)}, gotch.Float, gotch.CPU)
+	}
+	for _, prec := range []string{"fp32", "int8"} {
+		if prec == "int8" {
+			if why := torchx.Int8Unavailable(); why != "" {
+				fmt.Printf("int8: skipped: %s\n", why)
+				continue
+			}
+			start := time.Now()
+			// As imgcap's --int8 does: the float32 weights of the packed layers are freed.
+			rep, err := nn.QuantizeInt8(m, nn.Int8Options{ReleaseFloat: true})
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer px.Drop()
 			resetPeak()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if c.enc {
-					err := torchx.NoGrad(func() error {
-						h, err := m.Encode(px, false)
-						if err == nil {
-							h.Drop()
-						}
-						return err
-					})
-					if err != nil {
-						b.Fatal(err)
-					}
-					continue
-				}
-				o := nn.GenerateOptions{NumBeams: c.beams, MaxNewTokens: 20, MinNewTokens: 20, LengthPenalty: 1}
-				seqs, err := m.Generate(context.Background(), px, nil, o)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(seqs) != int(c.batch) || len(seqs[0].Tokens) != 20 {
-					b.Fatalf("%d sequences of %d tokens", len(seqs), len(seqs[0].Tokens))
-				}
-			}
-			sec := b.Elapsed().Seconds() / float64(b.N)
-			hwm := hwmGB()
-			b.ReportMetric(sec, "s/op")
-			b.ReportMetric(hfSeconds[c.name]/sec, "x_vs_HF")
-			b.ReportMetric(hwm, "peak_RSS_GB")
-			fmt.Printf("%-11s imgcap %6.2f s   Hugging Face %6.2f s   %.1fx   peak RSS during the call %.2f GB, process peak %.2f GB (HF %.1f GB)\n",
-				c.name, sec, hfSeconds[c.name], hfSeconds[c.name]/sec, hwm, peakRSSGB(), hfPeakRSSGB)
-		})
+			fmt.Printf("%s, packed in %.1f s; resident after GC %.2f GB\n", rep, time.Since(start).Seconds(), hwmGB())
+			// The model is int8-only now: a later run of the benchmark builds a new one.
+			largeOnce, largeModel = sync.Once{}, nil
+		}
+		for _, c := range cases {
+			b.Run(prec+"/"+c.name, func(b *testing.B) { benchLarge(b, m, prec, c.name, c.batch, c.beams, c.enc) })
+		}
 	}
+}
+
+// benchLarge times one case of BenchmarkBLIPLarge.
+func benchLarge(b *testing.B, m *Captioner, prec, name string, batch int64, beams int, enc bool) {
+	size := m.Cfg.Vision.ImageSize
+	px, err := ts.Randn([]int64{batch, 3, int64(size), int64(size)}, gotch.Float, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer px.Drop()
+	resetPeak()
+	best := math.Inf(1)
+	// One untimed call first (b.N is 1 with -benchtime 1x): the first product of each int8 layer sets up its kernel.
+	for i := -1; i < b.N; i++ {
+		if i == 0 {
+			b.ResetTimer()
+		}
+		start := time.Now()
+		if enc {
+			err := torchx.NoGrad(func() error {
+				h, err := m.Encode(px, false)
+				if err == nil {
+					h.Drop()
+				}
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if i >= 0 {
+				best = min(best, time.Since(start).Seconds())
+			}
+			continue
+		}
+		o := nn.GenerateOptions{NumBeams: beams, MaxNewTokens: 20, MinNewTokens: 20, LengthPenalty: 1}
+		seqs, err := m.Generate(context.Background(), px, nil, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(seqs) != int(batch) || len(seqs[0].Tokens) != 20 {
+			b.Fatalf("%d sequences of %d tokens", len(seqs), len(seqs[0].Tokens))
+		}
+		if i >= 0 {
+			best = min(best, time.Since(start).Seconds())
+		}
+	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	hwm := hwmGB()
+	b.ReportMetric(sec, "s/op")
+	b.ReportMetric(hfSeconds[name]/sec, "x_vs_HF")
+	b.ReportMetric(hwm, "peak_RSS_GB")
+	b.ReportMetric(best, "best_s")
+	fmt.Printf("%s %-11s imgcap %6.2f s (best of %d %5.2f s)   Hugging Face (fp32) %6.2f s   %.1fx   peak RSS during the call %.2f GB (HF %.1f GB)\n",
+		prec, name, sec, b.N, best, hfSeconds[name], hfSeconds[name]/sec, hwm, hfPeakRSSGB)
 }

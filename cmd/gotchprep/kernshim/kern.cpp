@@ -1,0 +1,457 @@
+// imgcap's CPU kernels: see kern.h. libtorch's operators quantized::linear_prepack and
+// quantized::linear_dynamic are called through the dispatcher (boxed), so no private header of
+// ATen is needed; gotchprep compiles the file with -DIMGCAP_QUANT_NONE when even that fails, and
+// every int8 call then returns an error saying so (the attention kernel declines).
+#include "kern.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#ifndef IMGCAP_QUANT_NONE
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/ivalue.h>
+#include <c10/util/Exception.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#endif
+
+namespace {
+
+char *dup(const std::string &s) {
+  char *p = static_cast<char *>(std::malloc(s.size() + 1));
+  if (p != nullptr) {
+    std::memcpy(p, s.c_str(), s.size() + 1);
+  }
+  return p;
+}
+
+#ifndef IMGCAP_QUANT_NONE
+
+// guard runs f and turns any C++ exception into an error message prefixed with what.
+template <class F>
+char *guard(const char *what, F f) {
+  try {
+    f();
+    return nullptr;
+  } catch (const c10::Error &e) {
+    return dup(std::string(what) + ": " + e.what_without_backtrace());
+  } catch (const std::exception &e) {
+    return dup(std::string(what) + ": " + e.what());
+  } catch (...) {
+    return dup(std::string(what) + ": unknown C++ exception");
+  }
+}
+
+// Packed is a layer's int8 weight twice over: the engine's prepacked form (a
+// LinearPackedParamsBase object held as an IValue) for inputs of many rows, and the quantized
+// weight itself (shared with the engine's copy of the original) for the few-row kernel below.
+struct Packed {
+  c10::IValue params;
+  at::Tensor qweight;  // [out, in] per-channel qint8
+  at::Tensor scales;   // [out] float32
+  at::Tensor bias;     // [out] float32, or undefined
+  int64_t out = 0, in = 0;
+};
+
+// kFewRows is the most rows the few-row kernel takes: past it the engine's int8 GEMM, which
+// also quantizes the input, is faster. (At one row, as in token-by-token decoding, the engine
+// spends most of its ~0.7 ms per call on setting up the product.)
+constexpr int64_t kFewRows = 16;
+
+// dotScalar returns the dot product of x and the int8 weight row w (length k) in float32: the
+// weight is int8 only in memory ("weight-only" quantization).
+float dotScalar(const float *x, const int8_t *w, int64_t k) {
+  float s = 0;
+  for (int64_t i = 0; i < k; i++) {
+    s += x[i] * static_cast<float>(w[i]);
+  }
+  return s;
+}
+
+// dotScalar is the dot product of two float vectors of length d.
+float dotScalar(const float *a, const float *b, int64_t d) {
+  float s = 0;
+  for (int64_t i = 0; i < d; i++) {
+    s += a[i] * b[i];
+  }
+  return s;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  lo = _mm_hadd_ps(lo, lo);
+  lo = _mm_hadd_ps(lo, lo);
+  return _mm_cvtss_f32(lo);
+}
+
+__attribute__((target("avx2,fma"))) inline __m256 load8(const int8_t *w) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(w))));
+}
+
+// dot4xR computes the dot products of R input rows x[r] with four consecutive int8 weight rows
+// starting at w (row stride k) into acc[r*4 + j]: 4·R independent accumulators keep the FMA
+// units busy, and each converted weight vector serves R rows.
+template <int R>
+__attribute__((target("avx2,fma"))) void dot4xR(const float *const *x, const int8_t *w, int64_t k, float *acc) {
+  __m256 a[R][4];
+  for (int r = 0; r < R; r++) {
+    for (int j = 0; j < 4; j++) {
+      a[r][j] = _mm256_setzero_ps();
+    }
+  }
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) {
+    __m256 xv[R];
+    for (int r = 0; r < R; r++) {
+      xv[r] = _mm256_loadu_ps(x[r] + i);
+    }
+    for (int j = 0; j < 4; j++) {
+      __m256 wv = load8(w + j * k + i);
+      for (int r = 0; r < R; r++) {
+        a[r][j] = _mm256_fmadd_ps(xv[r], wv, a[r][j]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    for (int j = 0; j < 4; j++) {
+      float s = hsum(a[r][j]);
+      for (int64_t t = i; t < k; t++) {
+        s += x[r][t] * static_cast<float>(w[j * k + t]);
+      }
+      acc[r * 4 + j] = s;
+    }
+  }
+}
+
+// dotAVX2 is the dot product of two float vectors of length d (a multiple of 8).
+__attribute__((target("avx2,fma"))) float dotAVX2(const float *a, const float *b, int64_t d) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < d; i += 8) {
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  }
+  return hsum(acc);
+}
+
+// axpyAVX2 adds alpha·x to y (length d, a multiple of 8).
+__attribute__((target("avx2,fma"))) void axpyAVX2(float alpha, const float *x, float *y, int64_t d) {
+  const __m256 a = _mm256_set1_ps(alpha);
+  for (int64_t i = 0; i < d; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+}
+
+bool haveAVX2() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+#else
+float dotAVX2(const float *a, const float *b, int64_t d) { return dotScalar(a, b, d); }
+void axpyAVX2(float alpha, const float *x, float *y, int64_t d) {
+  for (int64_t i = 0; i < d; i++) {
+    y[i] += alpha * x[i];
+  }
+}
+bool haveAVX2() { return false; }
+template <int R>
+void dot4xR(const float *const *x, const int8_t *w, int64_t k, float *acc) {
+  for (int r = 0; r < R; r++) {
+    for (int j = 0; j < 4; j++) {
+      acc[r * 4 + j] = dotScalar(x[r], w + j * k, k);
+    }
+  }
+}
+#endif
+
+// fewRows computes y [m, out] = x [m, in] · (scale ⊙ Wq)ᵀ + b with float32 activations, the
+// output rows split across libtorch's intra-op threads. The int8 weight is read once per two
+// input rows: a quarter of the float32 weight's memory traffic.
+at::Tensor fewRows(const Packed &p, const at::Tensor &x2) {
+  const int64_t m = x2.size(0), k = p.in, n = p.out;
+  at::Tensor y = at::empty({m, n}, x2.options());
+  const float *xp = x2.data_ptr<float>();
+  float *yp = y.data_ptr<float>();
+  const int8_t *wp = reinterpret_cast<const int8_t *>(p.qweight.data_ptr());
+  const float *sp = p.scales.data_ptr<float>();
+  const float *bp = p.bias.defined() ? p.bias.data_ptr<float>() : nullptr;
+  const bool avx2 = haveAVX2();
+  // Blocks of 4 output rows; the threads split the blocks.
+  at::parallel_for(0, (n + 3) / 4, 8, [&](int64_t b0, int64_t b1) {
+    float acc[8];
+    for (int64_t r0 = 0; r0 < m; r0 += 2) {
+      const int nr = static_cast<int>(std::min<int64_t>(2, m - r0));
+      const float *rows[2] = {xp + r0 * k, xp + (r0 + nr - 1) * k};
+      for (int64_t o = b0 * 4; o < std::min(n, b1 * 4); o += 4) {
+        const int64_t no = std::min<int64_t>(4, n - o);
+        if (avx2 && no == 4) {
+          if (nr == 2) {
+            dot4xR<2>(rows, wp + o * k, k, acc);
+          } else {
+            dot4xR<1>(rows, wp + o * k, k, acc);
+          }
+        } else {
+          for (int r = 0; r < nr; r++) {
+            for (int j = 0; j < no; j++) {
+              acc[r * 4 + j] = dotScalar(rows[r], wp + (o + j) * k, k);
+            }
+          }
+        }
+        for (int r = 0; r < nr; r++) {
+          for (int j = 0; j < no; j++) {
+            yp[(r0 + r) * n + o + j] = acc[r * 4 + j] * sp[o + j] + (bp != nullptr ? bp[o + j] : 0.f);
+          }
+        }
+      }
+    }
+  });
+  return y;
+}
+
+// engineName is the name PyTorch gives a quantized engine.
+const char *engineName(at::QEngine e) {
+  switch (e) {
+    case at::QEngine::FBGEMM:
+      return "fbgemm";
+    case at::QEngine::QNNPACK:
+      return "qnnpack";
+    case at::QEngine::ONEDNN:
+      return "onednn";
+    default:
+      break;
+  }
+  // X86 (fbgemm + onednn) exists from libtorch 2.0 on.
+  if (static_cast<int>(e) == 4) {
+    return "x86";
+  }
+  return "";
+}
+
+// chooseEngine selects (once) the best quantized engine of this libtorch and makes it current.
+at::QEngine chooseEngine() {
+  static const at::QEngine chosen = [] {
+    const auto &have = at::globalContext().supportedQEngines();
+    auto has = [&](int e) {
+      for (auto h : have) {
+        if (static_cast<int>(h) == e) {
+          return true;
+        }
+      }
+      return false;
+    };
+    // x86, fbgemm, onednn, qnnpack: best first.
+    for (int e : {4, static_cast<int>(at::QEngine::FBGEMM), static_cast<int>(at::QEngine::ONEDNN),
+                  static_cast<int>(at::QEngine::QNNPACK)}) {
+      if (has(e)) {
+        at::globalContext().setQEngine(static_cast<at::QEngine>(e));
+        return static_cast<at::QEngine>(e);
+      }
+    }
+    return at::QEngine::NoQEngine;
+  }();
+  return chosen;
+}
+
+#endif
+
+}  // namespace
+
+extern "C" {
+
+#ifdef IMGCAP_QUANT_NONE
+
+static const char *kNone = "this libtorch has no quantized linear operators (the int8 shim did not compile against it)";
+
+char *imgcap_quant_engine(void) { return dup(""); }
+
+char *imgcap_qlinear_pack(void *, void *, void **out) {
+  *out = nullptr;
+  return dup(kNone);
+}
+
+char *imgcap_qlinear_forward(void *, void *, int, void **out) {
+  *out = nullptr;
+  return dup(kNone);
+}
+
+void imgcap_qlinear_free(void *) {}
+
+char *imgcap_attend_few(void *, void *, void *, void *, double, void **out) {
+  *out = nullptr;
+  return nullptr;
+}
+
+char *imgcap_release_storage(void *) { return dup(kNone); }
+
+#else
+
+char *imgcap_quant_engine(void) {
+  std::string name;
+  char *err = guard("quantized engine", [&] { name = engineName(chooseEngine()); });
+  if (err != nullptr) {
+    std::free(err);
+    return dup("");
+  }
+  return dup(name);
+}
+
+char *imgcap_qlinear_pack(void *weight, void *bias, void **out) {
+  *out = nullptr;
+  return guard("int8 linear pack", [&] {
+    if (chooseEngine() == at::QEngine::NoQEngine) {
+      throw std::runtime_error("this libtorch has no quantized engine for this CPU");
+    }
+    const at::Tensor &w = *static_cast<at::Tensor *>(weight);
+    TORCH_CHECK(w.dim() == 2, "weight must be [out, in], got ", w.sizes());
+    TORCH_CHECK(w.device().is_cpu(), "int8 linear layers run on the CPU only; the weight is on ", w.device());
+    at::Tensor wf = w.detach().to(at::kFloat).contiguous();
+    at::Tensor scales = wf.abs().amax({1}).div(127.0).clamp_min(1e-8).to(at::kDouble);
+    at::Tensor zeros = at::zeros({wf.size(0)}, at::kLong);
+    at::Tensor qw = at::quantize_per_channel(wf, scales, zeros, 0, at::kQInt8);
+    auto p = std::make_unique<Packed>();
+    c10::IValue b;
+    if (bias != nullptr) {
+      p->bias = static_cast<at::Tensor *>(bias)->detach().to(at::kFloat).contiguous();
+      TORCH_CHECK(p->bias.dim() == 1 && p->bias.size(0) == wf.size(0), "bias must be [", wf.size(0), "], got ",
+                  p->bias.sizes());
+      b = p->bias;
+    }
+    static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
+    std::vector<c10::IValue> stack{qw, b};
+    op.callBoxed(&stack);
+    TORCH_CHECK(stack.size() == 1, "quantized::linear_prepack returned ", stack.size(), " values");
+    p->params = std::move(stack[0]);
+    p->qweight = qw;
+    p->scales = scales.to(at::kFloat);
+    p->out = wf.size(0);
+    p->in = wf.size(1);
+    *out = p.release();
+  });
+}
+
+char *imgcap_qlinear_forward(void *packed, void *x, int reduce_range, void **out) {
+  *out = nullptr;
+  return guard("int8 linear", [&] {
+    TORCH_CHECK(packed != nullptr, "layer is not packed");
+    const at::Tensor &in = *static_cast<at::Tensor *>(x);
+    TORCH_CHECK(in.device().is_cpu(), "int8 linear layers run on the CPU only; the input is on ", in.device());
+    TORCH_CHECK(in.scalar_type() == at::kFloat, "int8 linear layers take float32 inputs, got ", in.scalar_type());
+    const Packed &p = *static_cast<Packed *>(packed);
+    TORCH_CHECK(in.dim() >= 1 && in.size(-1) == p.in, "input ", in.sizes(), " does not end in ", p.in);
+    const int64_t rows = in.numel() / p.in;
+    if (rows <= kFewRows) {
+      at::Tensor x2 = in.reshape({rows, p.in}).contiguous();
+      std::vector<int64_t> shape(in.sizes().begin(), in.sizes().end());
+      shape.back() = p.out;
+      *out = new at::Tensor(fewRows(p, x2).view(shape));
+      return;
+    }
+    static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_dynamic", "");
+    std::vector<c10::IValue> stack{in.contiguous(), p.params, reduce_range != 0};
+    op.callBoxed(&stack);
+    TORCH_CHECK(stack.size() == 1 && stack[0].isTensor(), "quantized::linear_dynamic returned no tensor");
+    *out = new at::Tensor(stack[0].toTensor());
+  });
+}
+
+void imgcap_qlinear_free(void *packed) { delete static_cast<Packed *>(packed); }
+
+char *imgcap_attend_few(void *qp, void *kp, void *vp, void *maskp, double scale, void **out) {
+  *out = nullptr;
+  return guard("attention", [&] {
+    const at::Tensor &q = *static_cast<at::Tensor *>(qp);
+    const at::Tensor &k = *static_cast<at::Tensor *>(kp);
+    const at::Tensor &v = *static_cast<at::Tensor *>(vp);
+    const at::Tensor *mask = static_cast<at::Tensor *>(maskp);
+    if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || q.size(2) > 16) {
+      return;
+    }
+    for (const at::Tensor *t : {&q, &k, &v, mask}) {
+      if (t != nullptr && (!t->device().is_cpu() || t->scalar_type() != at::kFloat)) {
+        return;
+      }
+    }
+    if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad() ||
+                                       (mask != nullptr && mask->requires_grad()))) {
+      return;
+    }
+    const int64_t N = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3), Tk = k.size(2);
+    if (k.size(0) != N || k.size(1) != H || k.size(3) != D || !v.sizes().equals(k.sizes())) {
+      return;
+    }
+    at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+    at::Tensor m;
+    if (mask != nullptr) {
+      m = mask->expand({N, H, Tq, Tk});  // strided view: broadcast dimensions have stride 0
+    }
+    at::Tensor o = at::empty({N, H, Tq, D}, q.options());
+    const float *Q = qc.data_ptr<float>(), *K = kc.data_ptr<float>(), *V = vc.data_ptr<float>();
+    float *O = o.data_ptr<float>();
+    const float *M = m.defined() ? m.data_ptr<float>() : nullptr;
+    int64_t ms[4] = {0, 0, 0, 0};
+    if (m.defined()) {
+      for (int d = 0; d < 4; d++) {
+        ms[d] = m.stride(d);
+      }
+    }
+    const float s = static_cast<float>(scale);
+    const bool avx2 = haveAVX2() && D % 8 == 0;
+    at::parallel_for(0, N * H, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<float> p(Tk);
+      for (int64_t b = b0; b < b1; b++) {
+        const int64_t n = b / H, h = b % H;
+        const float *Kb = K + b * Tk * D, *Vb = V + b * Tk * D;
+        for (int64_t t = 0; t < Tq; t++) {
+          const float *qt = Q + (b * Tq + t) * D;
+          float *ot = O + (b * Tq + t) * D;
+          float mx = -std::numeric_limits<float>::infinity();
+          for (int64_t j = 0; j < Tk; j++) {
+            float x = (avx2 ? dotAVX2(qt, Kb + j * D, D) : dotScalar(qt, Kb + j * D, D)) * s;
+            if (M != nullptr) {
+              x += M[n * ms[0] + h * ms[1] + t * ms[2] + j * ms[3]];
+            }
+            p[j] = x;
+            mx = std::max(mx, x);
+          }
+          float sum = 0;
+          for (int64_t j = 0; j < Tk; j++) {
+            p[j] = std::exp(p[j] - mx);
+            sum += p[j];
+          }
+          const float inv = 1.f / sum;
+          std::fill(ot, ot + D, 0.f);
+          for (int64_t j = 0; j < Tk; j++) {
+            if (avx2) {
+              axpyAVX2(p[j] * inv, Vb + j * D, ot, D);
+            } else {
+              for (int64_t d = 0; d < D; d++) {
+                ot[d] += p[j] * inv * Vb[j * D + d];
+              }
+            }
+          }
+        }
+      }
+    });
+    *out = new at::Tensor(o);
+  });
+}
+
+char *imgcap_release_storage(void *tensor) {
+  return guard("release weight", [&] {
+    at::NoGradGuard noGrad;
+    static_cast<at::Tensor *>(tensor)->set_();
+  });
+}
+
+#endif
+
+}  // extern "C"
