@@ -79,6 +79,7 @@ func TestBLIPCaptionLearnsSynthetic(t *testing.T) {
 	if model < 0.22 || model < 1.8*baseline {
 		t.Errorf("model BLEU-4 %.3f is not far above the constant-caption baseline %.3f", model, baseline)
 	}
+	checkInt8Eval(t, c.Train.OutDir, model)
 	// The run directory is a model folder with BLIP's tokenizer.
 	for _, f := range []string{HFConfigFile, HFPreprocessorFile, "vocab.txt", "tokenizer_config.json"} {
 		if _, err := os.Stat(filepath.Join(c.Train.OutDir, f)); err != nil {

@@ -60,6 +60,7 @@ func TestViTGPT2LearnsSynthetic(t *testing.T) {
 	if model < 0.22 || model < 1.8*baseline {
 		t.Errorf("model BLEU-4 %.3f is not far above the constant-caption baseline %.3f", model, baseline)
 	}
+	checkInt8Eval(t, c.Train.OutDir, model)
 	// The run directory is a model folder: config.json, preprocessor config and tokenizer.
 	for _, f := range []string{HFConfigFile, HFPreprocessorFile} {
 		if _, err := os.Stat(filepath.Join(c.Train.OutDir, f)); err != nil {

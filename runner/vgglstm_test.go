@@ -92,6 +92,7 @@ func TestVGGLSTMLearnsSynthetic(t *testing.T) {
 	if model < 0.22 || model < 1.8*baseline {
 		t.Errorf("model BLEU-4 %.3f is not far above the constant-caption baseline %.3f", model, baseline)
 	}
+	checkInt8Eval(t, c.Train.OutDir, model)
 	if _, err := os.Stat(filepath.Join(c.Train.OutDir, "eval-test", "results.json")); err != nil {
 		t.Errorf("no COCO results written: %v", err)
 	}
