@@ -2,9 +2,14 @@ package blip
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
+
+	"github.com/sugarme/gotch/ts"
 
 	"github.com/imgcap/imgcap/internal/reftest"
 	"github.com/imgcap/imgcap/models"
@@ -72,4 +77,55 @@ func TestInt8Captioner(t *testing.T) {
 		}
 		t.Logf("%s: %d of %d int8 captions equal HF's float32 ones", c.name, same, len(caps))
 	}
+}
+
+// TestInt8GenerateMemoryFlat captions repeatedly with int8 layers: live tensors must not grow,
+// and resident memory must stay flat (the int8 kernels allocate their outputs as tensors).
+func TestInt8GenerateMemoryFlat(t *testing.T) {
+	if why := torchx.Int8Unavailable(); why != "" {
+		t.Skip(why)
+	}
+	m := loadCaptioner(t)
+	if _, err := nn.QuantizeInt8(m, nn.Int8Options{ReleaseFloat: true}); err != nil {
+		t.Fatal(err)
+	}
+	pixels := reftest.Tensor(t, filepath.Join(captionDir, "pixel_values.npy"))
+	run := func(n int) {
+		for i := 0; i < n; i++ {
+			for _, beams := range []int{1, 3} {
+				if _, err := m.Generate(context.Background(), pixels, nil, nn.GenerateOptions{NumBeams: beams, MaxNewTokens: 8}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	run(20) // warm-up: allocator pools, kernel caches
+	before, rss0 := len(ts.ExistingTensors), residentBytes(t)
+	run(200)
+	after, rss1 := len(ts.ExistingTensors), residentBytes(t)
+	t.Logf("live tensors %d -> %d, resident %.1f -> %.1f MB over 400 captions", before, after, float64(rss0)/1e6, float64(rss1)/1e6)
+	if after > before {
+		t.Errorf("live tensors grew from %d to %d", before, after)
+	}
+	if rss1-rss0 > 30<<20 {
+		t.Errorf("resident memory grew by %.1f MB over 400 int8 captions", float64(rss1-rss0)/1e6)
+	}
+}
+
+// residentBytes is the process's resident memory after a garbage collection.
+func residentBytes(t *testing.T) int64 {
+	t.Helper()
+	runtime.GC()
+	runtime.GC()
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Skip("no /proc/self/statm")
+	}
+	var size, res int64
+	if _, err := fmt.Sscan(string(b), &size, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res * int64(os.Getpagesize())
 }
