@@ -352,9 +352,9 @@ func refAttend(t *testing.T, q, k, v, mask *ts.Tensor, scale float64) []float32 
 	return out
 }
 
-// TestAttendFewMatchesGeneral checks the fused few-query attention against libtorch's general
+// TestFusedAttentionMatchesGeneral checks the fused few-query attention against libtorch's general
 // path, with and without broadcast masks, and that it declines what it does not handle.
-func TestAttendFewMatchesGeneral(t *testing.T) {
+func TestFusedAttentionMatchesGeneral(t *testing.T) {
 	if why := torchx.Int8Unavailable(); why != "" {
 		t.Skip(why)
 	}
@@ -375,6 +375,9 @@ func TestAttendFewMatchesGeneral(t *testing.T) {
 		{"beams stacked, padding mask", 2, 4, 3, 8, 577, []int64{2, 1, 1, 577}},
 		{"causal-style mask", 1, 2, 4, 12, 6, []int64{1, 1, 4, 6}},
 		{"head size not a multiple of 8", 1, 2, 2, 6, 5, nil},
+		{"encoder-sized, blocked", 1, 3, 577, 64, 577, nil},
+		{"many queries, padding mask, head 24", 2, 2, 37, 24, 21, []int64{2, 1, 1, 21}},
+		{"many queries, full mask, head 8", 1, 2, 18, 8, 35, []int64{1, 2, 18, 35}},
 	} {
 		q, k, v := randn(c.n, c.h, c.tq, c.d), randn(c.n, c.h, c.tk, c.d), randn(c.n, c.h, c.tk, c.d)
 		var mask *ts.Tensor
@@ -385,9 +388,9 @@ func TestAttendFewMatchesGeneral(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got, err := torchx.AttendFew(q, k, v, mask, 0.3)
+		got, err := torchx.FusedAttention(q, k, v, mask, 0.3)
 		if err != nil || got == nil {
-			t.Fatalf("%s: AttendFew = %v, %v; want a result", c.name, got, err)
+			t.Fatalf("%s: FusedAttention = %v, %v; want a result", c.name, got, err)
 		}
 		vals, err := torchx.Float32s(got)
 		if err != nil {
@@ -398,17 +401,18 @@ func TestAttendFewMatchesGeneral(t *testing.T) {
 			t.Errorf("%s: max |Δ| %.3g from the general path", c.name, d)
 		}
 	}
-	// Too many queries, or float64: not handled (nil, no error).
-	k := randn(1, 1, 4, 8)
-	if got, err := torchx.AttendFew(randn(1, 1, 17, 8), k, k, nil, 1); got != nil || err != nil {
-		t.Errorf("17 queries: AttendFew = %v, %v; want nil, nil", got, err)
+	// More than 16 queries with a head size the blocked kernel does not take, or float64: not
+	// handled (nil, no error).
+	k := randn(1, 1, 4, 6)
+	if got, err := torchx.FusedAttention(randn(1, 1, 17, 6), k, k, nil, 1); got != nil || err != nil {
+		t.Errorf("17 queries of size 6: FusedAttention = %v, %v; want nil, nil", got, err)
 	}
 	q64, err := ts.Randn([]int64{1, 1, 1, 8}, gotch.Double, gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := torchx.AttendFew(q64, q64, q64, nil, 1); got != nil || err != nil {
-		t.Errorf("float64: AttendFew = %v, %v; want nil, nil", got, err)
+	if got, err := torchx.FusedAttention(q64, q64, q64, nil, 1); got != nil || err != nil {
+		t.Errorf("float64: FusedAttention = %v, %v; want nil, nil", got, err)
 	}
 }
 

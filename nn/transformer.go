@@ -249,10 +249,10 @@ func attend(q, k, v, mask *ts.Tensor, scale, p float64) (out *ts.Tensor, err err
 		defer oc.Drop()
 		return oc.View([]int64{R, H, Tq, D}, false)
 	}
-	if p == 0 && Tq <= 16 {
-		// Token-by-token decoding: one fused pass over k and v per head (nil when it does not
-		// apply, e.g. on CUDA or while recording gradients).
-		out, err := torchx.AttendFew(q, k, v, mask, scale)
+	if p == 0 {
+		// Inference on the CPU: imgcap's fused kernel (nil when it does not apply, e.g. on CUDA
+		// or while recording gradients).
+		out, err := torchx.FusedAttention(q, k, v, mask, scale)
 		torchx.MustOK(err)
 		if out != nil {
 			return out, nil

@@ -114,12 +114,13 @@ func ReleaseStorage(t *ts.Tensor) error {
 	return err
 }
 
-// AttendFew computes softmax(q·kᵀ·scale + mask)·v in one pass over k and v for q [N, H, Tq, D]
-// with Tq ≤ 16 and k, v [N, H, Tk, D] (float32, CPU; mask additive, broadcastable, or nil): the
-// token-by-token decoding case. It returns nil and no error when the inputs do not qualify
-// (other shapes, dtypes or devices, gradients being recorded, or a build without the kernel),
-// and the caller takes libtorch's general path.
-func AttendFew(q, k, v, mask *ts.Tensor, scale float64) (*ts.Tensor, error) {
+// FusedAttention computes softmax(q·kᵀ·scale + mask)·v for q [N, H, Tq, D] and k, v [N, H, Tk, D]
+// (float32, CPU; mask additive, broadcastable, or nil) with imgcap's kernel: register-blocked
+// products and a vectorised exp on AVX2 CPUs (any Tq, D a multiple of 8), one pass per query
+// otherwise (Tq ≤ 16). It returns nil and no error when the inputs do not qualify (other
+// shapes, dtypes or devices, gradients being recorded, or a build without the kernel), and the
+// caller takes libtorch's general path.
+func FusedAttention(q, k, v, mask *ts.Tensor, scale float64) (*ts.Tensor, error) {
 	if imgcapkern.Unavailable != "" {
 		return nil, nil
 	}
@@ -127,7 +128,7 @@ func AttendFew(q, k, v, mask *ts.Tensor, scale float64) (*ts.Tensor, error) {
 	if mask != nil {
 		m = mask.Ctensor()
 	}
-	out, err := imgcapkern.AttendFew(q.Ctensor(), k.Ctensor(), v.Ctensor(), m, scale)
+	out, err := imgcapkern.FusedAttention(q.Ctensor(), k.Ctensor(), v.Ctensor(), m, scale)
 	runtime.KeepAlive(q)
 	runtime.KeepAlive(k)
 	runtime.KeepAlive(v)

@@ -73,7 +73,7 @@ func kernFlagsGo(ts torchSetup, flags []string, note string) ([]byte, error) {
 	b.WriteString("package imgcapkern\n\n")
 	// -fopenmp: at::parallel_for is inline OpenMP code in libtorch's headers, serial without it.
 	fmt.Fprintf(&b, "// #cgo LDFLAGS: -fopenmp %s\n", strings.Join(ldFlags(ts), " "))
-	fmt.Fprintf(&b, "// #cgo CXXFLAGS: -I${SRCDIR} -O2 -fopenmp -Wno-deprecated-declarations %s\n", strings.Join(flags, " "))
+	fmt.Fprintf(&b, "// #cgo CXXFLAGS: -I${SRCDIR} -O3 -fopenmp -Wno-deprecated-declarations %s\n", strings.Join(flags, " "))
 	b.WriteString("import \"C\"\n\n")
 	fmt.Fprintf(&b, "// Unavailable, when not empty, says why this build has no int8 layers.\nconst Unavailable = %q\n", note)
 	return format.Source(b.Bytes())

@@ -36,7 +36,7 @@ import (
 )
 
 // prepVersion changes whenever the preparation logic changes, forcing a rebuild of the folder.
-const prepVersion = "8"
+const prepVersion = "9"
 
 // generatedFile is the C++ file of generated op wrappers that gotchprep patches.
 const generatedFile = "torch_api_generated.cpp.h"

@@ -151,6 +151,116 @@ __attribute__((target("avx2,fma"))) void axpyAVX2(float alpha, const float *x, f
   }
 }
 
+// exp256 is e^x for 8 floats (range reduction to x = n·ln2 + r, |r| ≤ ln2/2, and a degree-6
+// polynomial for e^r; relative error ~2e-7), with e^x = 0 below -87.
+__attribute__((target("avx2,fma"))) inline __m256 exp256(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
+  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // r = x − n·ln2 in two steps (ln2 = 0.693359375 − 2.12194440e-4) to keep r exact enough.
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+// attendBlock computes R (≤ 4) query rows of one head: s = q·Kᵀ·scale + mask, softmax, s·V.
+// kt is Kᵀ [D, tk] (row stride tk), v is [tk, D], s is scratch of R·tk floats; mask(r, j) gives
+// the additive mask. D is a multiple of 8. Products are register-blocked: 4 rows × 16 keys (or
+// 16 columns of V) per inner loop, so the FMA units see 8 independent sums.
+template <int R, class Mask>
+__attribute__((target("avx2,fma"))) void attendBlock(const float *q, const float *kt, const float *v, int64_t tk,
+                                                     int64_t d, float scale, Mask mask, float *s, float *o) {
+  int64_t j = 0;
+  for (; j + 16 <= tk; j += 16) {
+    __m256 a0[R], a1[R];
+    for (int r = 0; r < R; r++) {
+      a0[r] = _mm256_setzero_ps();
+      a1[r] = _mm256_setzero_ps();
+    }
+    for (int64_t c = 0; c < d; c++) {
+      const __m256 k0 = _mm256_loadu_ps(kt + c * tk + j), k1 = _mm256_loadu_ps(kt + c * tk + j + 8);
+      for (int r = 0; r < R; r++) {
+        const __m256 qb = _mm256_broadcast_ss(q + r * d + c);
+        a0[r] = _mm256_fmadd_ps(qb, k0, a0[r]);
+        a1[r] = _mm256_fmadd_ps(qb, k1, a1[r]);
+      }
+    }
+    for (int r = 0; r < R; r++) {
+      _mm256_storeu_ps(s + r * tk + j, a0[r]);
+      _mm256_storeu_ps(s + r * tk + j + 8, a1[r]);
+    }
+  }
+  for (; j < tk; j++) {
+    for (int r = 0; r < R; r++) {
+      float acc = 0;
+      for (int64_t c = 0; c < d; c++) {
+        acc += q[r * d + c] * kt[c * tk + j];
+      }
+      s[r * tk + j] = acc;
+    }
+  }
+  float inv[R];
+  for (int r = 0; r < R; r++) {
+    float *sr = s + r * tk;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t t = 0; t < tk; t++) {
+      sr[t] = sr[t] * scale + mask(r, t);
+      mx = std::max(mx, sr[t]);
+    }
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256 sum = _mm256_setzero_ps();
+    int64_t t = 0;
+    for (; t + 8 <= tk; t += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(sr + t), m));
+      _mm256_storeu_ps(sr + t, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    float total = hsum(sum);
+    for (; t < tk; t++) {
+      sr[t] = std::exp(sr[t] - mx);
+      total += sr[t];
+    }
+    inv[r] = 1.f / total;
+  }
+  for (int64_t c = 0; c < d; c += 8) {
+    const bool two = c + 16 <= d;
+    __m256 a0[R], a1[R];
+    for (int r = 0; r < R; r++) {
+      a0[r] = _mm256_setzero_ps();
+      a1[r] = _mm256_setzero_ps();
+    }
+    for (int64_t t = 0; t < tk; t++) {
+      const __m256 v0 = _mm256_loadu_ps(v + t * d + c);
+      const __m256 v1 = two ? _mm256_loadu_ps(v + t * d + c + 8) : v0;
+      for (int r = 0; r < R; r++) {
+        const __m256 pb = _mm256_broadcast_ss(s + r * tk + t);
+        a0[r] = _mm256_fmadd_ps(pb, v0, a0[r]);
+        a1[r] = _mm256_fmadd_ps(pb, v1, a1[r]);
+      }
+    }
+    for (int r = 0; r < R; r++) {
+      const __m256 iv = _mm256_set1_ps(inv[r]);
+      _mm256_storeu_ps(o + r * d + c, _mm256_mul_ps(a0[r], iv));
+      if (two) {
+        _mm256_storeu_ps(o + r * d + c + 8, _mm256_mul_ps(a1[r], iv));
+      }
+    }
+    if (two) {
+      c += 8;
+    }
+  }
+}
+
 bool haveAVX2() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok;
@@ -163,6 +273,9 @@ void axpyAVX2(float alpha, const float *x, float *y, int64_t d) {
   }
 }
 bool haveAVX2() { return false; }
+// attendBlock is never called without AVX2 (imgcap_attend takes its scalar path).
+template <int R, class Mask>
+void attendBlock(const float *, const float *, const float *, int64_t, int64_t, float, Mask, float *, float *) {}
 template <int R>
 void dot4xR(const float *const *x, const int8_t *w, int64_t k, float *acc) {
   for (int r = 0; r < R; r++) {
@@ -285,7 +398,7 @@ char *imgcap_qlinear_forward(void *, void *, int, void **out) {
 
 void imgcap_qlinear_free(void *) {}
 
-char *imgcap_attend_few(void *, void *, void *, void *, double, void **out) {
+char *imgcap_attend(void *, void *, void *, void *, double, void **out) {
   *out = nullptr;
   return nullptr;
 }
@@ -365,14 +478,18 @@ char *imgcap_qlinear_forward(void *packed, void *x, int reduce_range, void **out
 
 void imgcap_qlinear_free(void *packed) { delete static_cast<Packed *>(packed); }
 
-char *imgcap_attend_few(void *qp, void *kp, void *vp, void *maskp, double scale, void **out) {
+char *imgcap_attend(void *qp, void *kp, void *vp, void *maskp, double scale, void **out) {
   *out = nullptr;
   return guard("attention", [&] {
     const at::Tensor &q = *static_cast<at::Tensor *>(qp);
     const at::Tensor &k = *static_cast<at::Tensor *>(kp);
     const at::Tensor &v = *static_cast<at::Tensor *>(vp);
     const at::Tensor *mask = static_cast<at::Tensor *>(maskp);
-    if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || q.size(2) > 16) {
+    if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) {
+      return;
+    }
+    const bool blocked = haveAVX2() && q.size(3) % 8 == 0;
+    if (!blocked && q.size(2) > 16) {
       return;
     }
     for (const at::Tensor *t : {&q, &k, &v, mask}) {
@@ -404,6 +521,45 @@ char *imgcap_attend_few(void *qp, void *kp, void *vp, void *maskp, double scale,
       }
     }
     const float s = static_cast<float>(scale);
+    if (blocked && Tq > 16) {
+      // Kᵀ per head, so that 16 keys' scores come from contiguous loads; tasks of 32 query rows.
+      // (A few queries, as in decoding, read k in place instead: transposing the cached keys at
+      // every step would cost more than the products.)
+      at::Tensor kt = kc.transpose(2, 3).contiguous();
+      const float *KT = kt.data_ptr<float>();
+      constexpr int64_t kRows = 32;
+      const int64_t chunks = (Tq + kRows - 1) / kRows;
+      at::parallel_for(0, N * H * chunks, 1, [&](int64_t c0, int64_t c1) {
+        std::vector<float> scratch(4 * Tk);
+        for (int64_t c = c0; c < c1; c++) {
+          const int64_t b = c / chunks, n = b / H, h = b % H;
+          const int64_t r0 = (c % chunks) * kRows, r1 = std::min(Tq, r0 + kRows);
+          for (int64_t t0 = r0; t0 < r1; t0 += 4) {
+            auto maskAt = [&](int r, int64_t j) -> float {
+              return M != nullptr ? M[n * ms[0] + h * ms[1] + (t0 + r) * ms[2] + j * ms[3]] : 0.f;
+            };
+            const float *qt = Q + (b * Tq + t0) * D;
+            float *ot = O + (b * Tq + t0) * D;
+            const float *ktb = KT + b * D * Tk, *vb = V + b * Tk * D;
+            switch (std::min<int64_t>(4, r1 - t0)) {
+              case 4:
+                attendBlock<4>(qt, ktb, vb, Tk, D, s, maskAt, scratch.data(), ot);
+                break;
+              case 3:
+                attendBlock<3>(qt, ktb, vb, Tk, D, s, maskAt, scratch.data(), ot);
+                break;
+              case 2:
+                attendBlock<2>(qt, ktb, vb, Tk, D, s, maskAt, scratch.data(), ot);
+                break;
+              default:
+                attendBlock<1>(qt, ktb, vb, Tk, D, s, maskAt, scratch.data(), ot);
+            }
+          }
+        }
+      });
+      *out = new at::Tensor(o);
+      return;
+    }
     const bool avx2 = haveAVX2() && D % 8 == 0;
     at::parallel_for(0, N * H, 1, [&](int64_t b0, int64_t b1) {
       std::vector<float> p(Tk);

@@ -36,13 +36,14 @@ char *imgcap_qlinear_forward(void *packed, void *x, int reduce_range, void **out
 // tensor then sees an empty tensor.
 char *imgcap_release_storage(void *tensor);
 
-// imgcap_attend_few computes softmax(q·kᵀ·scale + mask)·v for a few query rows: q [N, H, Tq, D]
-// with Tq ≤ 16, k and v [N, H, Tk, D], mask additive and broadcastable to [N, H, Tq, Tk] (NULL:
-// none), all float32 on the CPU, in one pass over k and v per head (token-by-token decoding,
-// where libtorch's batched products of one row spend more time starting than computing). When
-// the inputs do not qualify (shapes, dtype, device, or gradients being recorded) it sets *out to
-// NULL and returns NULL: the caller then takes libtorch's general path.
-char *imgcap_attend_few(void *q, void *k, void *v, void *mask, double scale, void **out);
+// imgcap_attend computes softmax(q·kᵀ·scale + mask)·v for q [N, H, Tq, D] and k, v [N, H, Tk, D],
+// mask additive and broadcastable to [N, H, Tq, Tk] (NULL: none), all float32 on the CPU, without
+// materialising more than four rows of scores per thread. On AVX2 CPUs with D a multiple of 8 it
+// takes any Tq (register-blocked products, vectorised exp); otherwise only Tq ≤ 16 (one pass
+// over k and v per query, as in token-by-token decoding). When the inputs do not qualify
+// (shapes, dtype, device, or gradients being recorded) it sets *out to NULL and returns NULL:
+// the caller then takes libtorch's general path.
+char *imgcap_attend(void *q, void *k, void *v, void *mask, double scale, void **out);
 
 // imgcap_qlinear_free releases a packed layer (NULL is ignored).
 void imgcap_qlinear_free(void *packed);
