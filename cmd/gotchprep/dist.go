@@ -101,23 +101,7 @@ func (d distSetup) cxxFlags(ts torchSetup) []string {
 // writeDistShim writes the imgcapdist package into dir, compiled with the best configuration
 // of distVariants that compiles (checked with the compiler's syntax-only mode).
 func writeDistShim(dir string, ts torchSetup, cxx string) (distSetup, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return distSetup{}, err
-	}
-	for _, name := range []string{"dist.h", "dist.cpp"} {
-		b, err := distShim.ReadFile("distshim/" + name)
-		if err != nil {
-			return distSetup{}, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return distSetup{}, err
-		}
-	}
-	binding, err := distShim.ReadFile("distshim/binding.go.in")
-	if err != nil {
-		return distSetup{}, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "binding.go"), binding, 0o644); err != nil {
+	if err := writeShimSources(dir, distShim, "distshim", "dist.h", "dist.cpp"); err != nil {
 		return distSetup{}, err
 	}
 	var chosen distSetup

@@ -114,7 +114,7 @@ exit 0
 	if d.Gloo || d.NCCL || !strings.Contains(d.Note, "libgloo-dev") {
 		t.Errorf("setup %+v", d)
 	}
-	for _, f := range []string{"dist.h", "dist.cpp", "binding.go", "flags.go"} {
+	for _, f := range []string{"dist.h", "dist.cpp", "shim.h", "binding.go", "flags.go"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Error(err)
 		}

@@ -23,23 +23,7 @@ var kernShim embed.FS
 // -DIMGCAP_QUANT_NONE (every int8 call then returns an error and the attention kernel declines),
 // and the returned note says why int8 layers are unavailable.
 func writeKernShim(dir string, ts torchSetup, cxx string) (note string, err error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	for _, name := range []string{"kern.h", "kern.cpp"} {
-		b, err := kernShim.ReadFile("kernshim/" + name)
-		if err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return "", err
-		}
-	}
-	binding, err := kernShim.ReadFile("kernshim/binding.go.in")
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "binding.go"), binding, 0o644); err != nil {
+	if err := writeShimSources(dir, kernShim, "kernshim", "kern.h", "kern.cpp"); err != nil {
 		return "", err
 	}
 	flags := cxxFlags(ts)

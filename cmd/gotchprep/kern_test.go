@@ -34,7 +34,7 @@ func TestWriteKernShim(t *testing.T) {
 			if c.wantNote == "" && note != "" || !strings.Contains(note, c.wantNote) {
 				t.Errorf("note %q, want %q", note, c.wantNote)
 			}
-			for _, f := range []string{"kern.h", "kern.cpp", "binding.go", "flags.go"} {
+			for _, f := range []string{"kern.h", "kern.cpp", "shim.h", "binding.go", "flags.go"} {
 				if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 					t.Error(err)
 				}

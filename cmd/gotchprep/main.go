@@ -36,7 +36,7 @@ import (
 )
 
 // prepVersion changes whenever the preparation logic changes, forcing a rebuild of the folder.
-const prepVersion = "9"
+const prepVersion = "10"
 
 // generatedFile is the C++ file of generated op wrappers that gotchprep patches.
 const generatedFile = "torch_api_generated.cpp.h"
@@ -477,7 +477,7 @@ func stampOf(src string, ts torchSetup) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n%+v\n", prepVersion, src, ts)
 	// The shim's sources are inputs too: editing them prepares the folder again.
-	for _, shim := range []embed.FS{distShim, kernShim} {
+	for _, shim := range []embed.FS{distShim, kernShim, shimCommon} {
 		_ = fs.WalkDir(shim, ".", func(p string, d fs.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				b, _ := shim.ReadFile(p)

@@ -3,6 +3,7 @@
 // Gloo headers compile, and -DIMGCAP_DIST_NCCL -DUSE_C10D_NCCL for a CUDA libtorch whose NCCL
 // headers compile. Without either, every group operation returns an error naming what is missing.
 #include "dist.h"
+#include "shim.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -34,28 +35,8 @@
 
 namespace {
 
-char *dup(const std::string &s) {
-  char *p = static_cast<char *>(std::malloc(s.size() + 1));
-  if (p != nullptr) {
-    std::memcpy(p, s.c_str(), s.size() + 1);
-  }
-  return p;
-}
-
-// guard runs f and turns any C++ exception into an error message prefixed with what.
-template <class F>
-char *guard(const char *what, F f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error &e) {
-    return dup(std::string(what) + ": " + e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    return dup(std::string(what) + ": " + e.what());
-  } catch (...) {
-    return dup(std::string(what) + ": unknown C++ exception");
-  }
-}
+using imgcap::dup;
+using imgcap::guard;
 
 #if defined(IMGCAP_DIST_GLOO) || defined(IMGCAP_DIST_NCCL)
 

@@ -4,6 +4,11 @@
 // every int8 call then returns an error saying so (the attention kernel declines).
 #include "kern.h"
 
+#ifdef IMGCAP_QUANT_NONE
+#define IMGCAP_SHIM_NO_TORCH
+#endif
+#include "shim.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -26,30 +31,11 @@
 
 namespace {
 
-char *dup(const std::string &s) {
-  char *p = static_cast<char *>(std::malloc(s.size() + 1));
-  if (p != nullptr) {
-    std::memcpy(p, s.c_str(), s.size() + 1);
-  }
-  return p;
-}
+using imgcap::dup;
 
 #ifndef IMGCAP_QUANT_NONE
 
-// guard runs f and turns any C++ exception into an error message prefixed with what.
-template <class F>
-char *guard(const char *what, F f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error &e) {
-    return dup(std::string(what) + ": " + e.what_without_backtrace());
-  } catch (const std::exception &e) {
-    return dup(std::string(what) + ": " + e.what());
-  } catch (...) {
-    return dup(std::string(what) + ": unknown C++ exception");
-  }
-}
+using imgcap::guard;
 
 // Packed is a layer's int8 weight twice over: the engine's prepacked form (a
 // LinearPackedParamsBase object held as an IValue) for inputs of many rows, and the quantized
