@@ -192,87 +192,75 @@ func cpuFloatWeight(w *ts.Tensor) error {
 	return nil
 }
 
+// int8Slot is the int8 state Linear and Conv1D share: the packed layer (nil: float32) and
+// whether the float32 weight was released.
+type int8Slot struct {
+	q        *torchx.Int8Linear
+	released bool
+}
+
+// pack quantizes weight (stored [in, out] when transposed, as Conv1D does; [out, in] otherwise)
+// with bias, replacing any earlier packing, and frees weight's data when release is set. It
+// returns the layer's weight count.
+func (s *int8Slot) pack(weight, bias *ts.Tensor, transposed, release bool) (int64, error) {
+	if s.released {
+		out, in := s.q.Shape()
+		return out * in, nil
+	}
+	if err := cpuFloatWeight(weight); err != nil {
+		return 0, err
+	}
+	w := weight
+	if transposed {
+		// The engines take [out, in].
+		wt, err := weight.T(false)
+		if err != nil {
+			return 0, torchx.Err("int8", err)
+		}
+		defer wt.Drop()
+		if w, err = wt.Contiguous(false); err != nil {
+			return 0, torchx.Err("int8", err)
+		}
+		defer w.Drop()
+	}
+	q, err := torchx.NewInt8Linear(w, bias)
+	if err != nil {
+		return 0, err
+	}
+	if s.q != nil {
+		s.q.Drop()
+	}
+	s.q = q
+	if release {
+		if err := torchx.ReleaseStorage(weight); err != nil {
+			return 0, err
+		}
+		s.released = true
+	}
+	out, in := q.Shape()
+	return out * in, nil
+}
+
+// drop frees the packed layer, back to float32; a released layer stays int8 (errReleased).
+func (s *int8Slot) drop() error {
+	if s.released {
+		return errReleased
+	}
+	if s.q != nil {
+		s.q.Drop()
+		s.q = nil
+	}
+	return nil
+}
+
 func (l *Linear) quantizeInt8(release bool) (int64, error) {
-	if l.released {
-		out, in := l.int8.Shape()
-		return out * in, nil
-	}
-	if err := cpuFloatWeight(l.Weight); err != nil {
-		return 0, err
-	}
-	q, err := torchx.NewInt8Linear(l.Weight, l.Bias)
-	if err != nil {
-		return 0, err
-	}
-	if l.int8 != nil {
-		l.int8.Drop()
-	}
-	l.int8 = q
-	if release {
-		if err := torchx.ReleaseStorage(l.Weight); err != nil {
-			return 0, err
-		}
-		l.released = true
-	}
-	out, in := q.Shape()
-	return out * in, nil
+	return l.int8.pack(l.Weight, l.Bias, false, release)
 }
 
-func (l *Linear) dropInt8() error {
-	if l.released {
-		return errReleased
-	}
-	if l.int8 != nil {
-		l.int8.Drop()
-		l.int8 = nil
-	}
-	return nil
+func (l *Linear) dropInt8() error { return l.int8.drop() }
+
+func (c *Conv1D) quantizeInt8(release bool) (int64, error) {
+	return c.int8.pack(c.Weight, c.Bias, true, release)
 }
 
-func (c *Conv1D) quantizeInt8(release bool) (n int64, err error) {
-	if c.released {
-		out, in := c.int8.Shape()
-		return out * in, nil
-	}
-	if err := cpuFloatWeight(c.Weight); err != nil {
-		return 0, err
-	}
-	// The engines take [out, in]; Conv1D stores [in, out].
-	wt, err := c.Weight.T(false)
-	if err != nil {
-		return 0, torchx.Err("int8", err)
-	}
-	defer wt.Drop()
-	w, err := wt.Contiguous(false)
-	if err != nil {
-		return 0, torchx.Err("int8", err)
-	}
-	defer w.Drop()
-	q, err := torchx.NewInt8Linear(w, c.Bias)
-	if err != nil {
-		return 0, err
-	}
-	if c.int8 != nil {
-		c.int8.Drop()
-	}
-	c.int8 = q
-	if release {
-		if err := torchx.ReleaseStorage(c.Weight); err != nil {
-			return 0, err
-		}
-		c.released = true
-	}
-	out, in := q.Shape()
-	return out * in, nil
-}
-
-func (c *Conv1D) dropInt8() error {
-	if c.released {
-		return errReleased
-	}
-	if c.int8 != nil {
-		c.int8.Drop()
-		c.int8 = nil
-	}
-	return nil
-}
+func (c *Conv1D) dropInt8() error { return c.int8.drop() }

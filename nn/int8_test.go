@@ -10,6 +10,7 @@ import (
 	gnn "github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/imgcap/imgcap/internal/reftest"
 	"github.com/imgcap/imgcap/torchx"
 )
 
@@ -30,17 +31,6 @@ func int8Outputs(t *testing.T, layer Layer, x *ts.Tensor) ([]float32, []int64) {
 		t.Fatal(err)
 	}
 	return v, s
-}
-
-// relRMS is ‖a − b‖ / ‖b‖.
-func relRMS(a, b []float32) float64 {
-	var num, den float64
-	for i := range b {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	return math.Sqrt(num / den)
 }
 
 // TestInt8LayersMatchFloat checks Linear (with and without bias) and Conv1D in int8 against
@@ -96,7 +86,7 @@ func TestInt8LayersMatchFloat(t *testing.T) {
 			}
 			// Weight-only int8 is within ~0.5% here; the engine's GEMM also rounds the input
 			// to 7 bits (~1.5%).
-			if d := relRMS(got, want); d > 0.03 || d == 0 {
+			if d := reftest.RelRMS(got, want); d > 0.03 || d == 0 {
 				t.Errorf("%s %v: int8 differs from float32 by %.4f (relative RMS), want (0, 0.03]", l.name, shape, d)
 			}
 			DequantizeInt8(model)
@@ -166,14 +156,14 @@ func TestQuantizeInt8Walk(t *testing.T) {
 	if !slices.Equal(rep.Skipped, wantSkipped) {
 		t.Errorf("skipped %v, want %v", rep.Skipped, wantSkipped)
 	}
-	for name, q := range map[string]bool{"head": m.Head.int8 != nil, "shared": shared.int8 != nil, "proj": c.int8 != nil,
-		"fc1 (skipped)": m.blocks[0].MLP.FC1.(*Linear).int8 == nil} {
+	for name, q := range map[string]bool{"head": m.Head.int8.q != nil, "shared": shared.int8.q != nil, "proj": c.int8.q != nil,
+		"fc1 (skipped)": m.blocks[0].MLP.FC1.(*Linear).int8.q == nil} {
 		if !q {
 			t.Errorf("%s: wrong state after QuantizeInt8", name)
 		}
 	}
 	DequantizeInt8(m)
-	if m.Head.int8 != nil || shared.int8 != nil || c.int8 != nil {
+	if m.Head.int8.q != nil || shared.int8.q != nil || c.int8.q != nil {
 		t.Error("DequantizeInt8 left int8 layers")
 	}
 	if _, err := QuantizeInt8(&struct{ Name string }{"x"}, Int8Options{}); err == nil || !strings.Contains(err.Error(), "no linear layer") {
@@ -397,7 +387,7 @@ func TestFusedAttentionMatchesGeneral(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := refAttend(t, q, k, v, mask, 0.3)
-		if d, _ := diff32(vals, want); d > 1e-5 {
+		if d, _ := reftest.Diff(vals, want); d > 1e-5 {
 			t.Errorf("%s: max |Δ| %.3g from the general path", c.name, d)
 		}
 	}
@@ -414,14 +404,4 @@ func TestFusedAttentionMatchesGeneral(t *testing.T) {
 	if got, err := torchx.FusedAttention(q64, q64, q64, nil, 1); got != nil || err != nil {
 		t.Errorf("float64: FusedAttention = %v, %v; want nil, nil", got, err)
 	}
-}
-
-// diff32 is max |a − b| and max |b|.
-func diff32(a, b []float32) (float64, float64) {
-	var d, m float64
-	for i := range b {
-		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
-		m = math.Max(m, math.Abs(float64(b[i])))
-	}
-	return d, m
 }

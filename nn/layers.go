@@ -15,8 +15,7 @@ import (
 // Linear is y = x Wᵀ + b with PyTorch's parameter names weight [out,in] and bias [out].
 type Linear struct {
 	Weight, Bias *ts.Tensor
-	int8         *torchx.Int8Linear // set by QuantizeInt8: Forward runs the int8 kernel
-	released     bool               // the float32 weight was freed (Int8Options.ReleaseFloat)
+	int8         int8Slot // set by QuantizeInt8: Forward runs the int8 kernel
 }
 
 // pytorchUniform is PyTorch's default initialisation of Linear and Conv layers: Kaiming-uniform
@@ -53,8 +52,8 @@ func NewLinearInit(p *gnn.Path, in, out int64, weight, bias gnn.Init) (*Linear, 
 
 // Forward applies the layer to x [..., in].
 func (l *Linear) Forward(x *ts.Tensor) (*ts.Tensor, error) {
-	if l.int8 != nil {
-		return l.int8.Forward(x)
+	if l.int8.q != nil {
+		return l.int8.q.Forward(x)
 	}
 	out, err := ts.Linear(x, l.Weight, l.biasOrNone())
 	return out, torchx.Err("linear", err)

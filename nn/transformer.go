@@ -47,8 +47,7 @@ func (l *LayerNorm) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 // by name without transposing anything.
 type Conv1D struct {
 	Weight, Bias *ts.Tensor
-	int8         *torchx.Int8Linear // set by QuantizeInt8: Forward runs the int8 kernel
-	released     bool               // the float32 weight was freed (Int8Options.ReleaseFloat)
+	int8         int8Slot // set by QuantizeInt8: Forward runs the int8 kernel
 }
 
 // NewConv1D creates a Conv1D with Hugging Face's GPT-2 initialisation (weight N(0, std²), bias 0).
@@ -66,8 +65,8 @@ func NewConv1D(p *gnn.Path, in, out int64, std float64) (*Conv1D, error) {
 
 // Forward applies the layer to x [..., in].
 func (c *Conv1D) Forward(x *ts.Tensor) (out *ts.Tensor, err error) {
-	if c.int8 != nil {
-		return c.int8.Forward(x)
+	if c.int8.q != nil {
+		return c.int8.q.Forward(x)
 	}
 	// linear(x, Wᵀ) multiplies by W itself; the transposed view costs no copy.
 	wt, err := c.Weight.T(false)

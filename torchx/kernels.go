@@ -90,9 +90,6 @@ func (l *Int8Linear) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 // Shape returns the layer's [out, in].
 func (l *Int8Linear) Shape() (out, in int64) { return l.out, l.in }
 
-// Bytes is the size of the packed int8 weight (the float bias and scales not counted).
-func (l *Int8Linear) Bytes() int64 { return l.out * l.in }
-
 // Drop frees the packed weight; the layer cannot be used afterwards. Safe to call twice.
 func (l *Int8Linear) Drop() {
 	l.mu.Lock()
