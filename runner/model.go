@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,7 @@ type Model struct {
 	Arch string
 	hf   *hfBundle
 	vgg  *vggRun
+	dev  gotch.Device // where the model was opened
 }
 
 // ResolveModel turns a model reference into a local folder. It is a variable so that the hub
@@ -53,22 +55,24 @@ func Open(ref string, dev gotch.Device) (*Model, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Model{Name: ref, Arch: b.arch, hf: b}, nil
+		return &Model{Name: ref, Arch: b.arch, hf: b, dev: dev}, nil
 	}
 	r, err := openRun(dir, Env{Device: dev})
 	if err != nil {
 		return nil, err
 	}
-	return &Model{Name: ref, Arch: r.cfg.Model.Arch, vgg: r}, nil
+	return &Model{Name: ref, Arch: r.cfg.Model.Arch, vgg: r, dev: dev}, nil
 }
 
 // QuantizeInt8 switches the model to int8 linear layers for CPU inference (nn.QuantizeInt8) and
-// frees their float32 weights: the model can only caption afterwards.
-func (m *Model) QuantizeInt8() (nn.Int8Report, error) {
+// frees their float32 weights: the model can only caption afterwards. log (nil: none) gets one
+// line saying what was quantized.
+func (m *Model) QuantizeInt8(log *slog.Logger) error {
+	env := Env{Device: m.dev, Int8: true, Logger: log}
 	if m.hf != nil {
-		return nn.QuantizeInt8(m.hf.model, nn.Int8Options{ReleaseFloat: true})
+		return quantize(m.hf.model, env)
 	}
-	return nn.QuantizeInt8(m.vgg.model, nn.Int8Options{ReleaseFloat: true})
+	return quantize(m.vgg.model, env)
 }
 
 // openInference opens a model folder (or hub id, or transformer run) for inference: OpenModel,

@@ -208,7 +208,7 @@ func Train(ctx context.Context, cfg config.Config, cfgYAML []byte, resume bool, 
 }
 
 // openRun reloads a trained run directory: its saved configuration, vocabulary, model and
-// weights (the best checkpoint, else the last).
+// weights (the best checkpoint, else the last), with int8 layers when env.Int8 is set.
 func openRun(runDir string, env Env) (*vggRun, error) {
 	cfg, err := config.Load(config.Options{File: filepath.Join(runDir, "config.yaml")})
 	if err != nil {
@@ -226,6 +226,9 @@ func openRun(runDir string, env Env) (*vggRun, error) {
 	}
 	if err := train.LoadWeights(r.model.VarStore(), runDir); err != nil {
 		return nil, fmt.Errorf("run %s: %w", runDir, err)
+	}
+	if err := quantize(r.model, env); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -245,9 +248,6 @@ func CaptionFiles(ctx context.Context, runDir string, paths []string, opts model
 	}
 	r, err := openRun(runDir, env)
 	if err != nil {
-		return nil, err
-	}
-	if err := quantize(r.model, env); err != nil {
 		return nil, err
 	}
 	var caps []string
@@ -287,9 +287,6 @@ func Evaluate(ctx context.Context, runDir string, o EvalOptions, env Env) (*eval
 	}
 	r, err := openRun(runDir, env)
 	if err != nil {
-		return nil, err
-	}
-	if err := quantize(r.model, env); err != nil {
 		return nil, err
 	}
 	if o.MaxImages == 0 {

@@ -71,11 +71,7 @@ ones in progress and exits.`,
 					if m, err = runner.Open(ref, dev); err != nil || !int8 {
 						return err
 					}
-					rep, err := m.QuantizeInt8()
-					if err == nil {
-						log.Info(rep.String(), "model", ref)
-					}
-					return err
+					return m.QuantizeInt8(log.With("model", ref))
 				})
 				if err != nil {
 					if usingDefault {
