@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +16,8 @@ import (
 
 	"github.com/imgcap/imgcap/data/image"
 	"github.com/imgcap/imgcap/models"
+
+	"github.com/imgcap/imgcap/internal/reftest"
 )
 
 // gated holds every model call until gate is closed.
@@ -37,26 +36,6 @@ func (g *gated) CaptionImages(ctx context.Context, imgs []*image.RGB, o models.G
 		return nil, ctx.Err()
 	}
 	return g.inner.CaptionImages(ctx, imgs, o)
-}
-
-// rssBytes is the process's resident set size.
-func rssBytes(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Skip("no /proc/self/status:", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Skip("no VmRSS line")
-	return 0
 }
 
 // waitFor polls cond until it holds; the test fails if it does not within a minute (a hang,
@@ -152,7 +131,7 @@ func TestConcurrentLoad(t *testing.T) {
 		runtime.GC()
 		runtime.GC() // finalizers of unreachable tensors run after the first cycle
 		debug.FreeOSMemory()
-		return len(ts.ExistingTensors), rssBytes(t)
+		return len(ts.ExistingTensors), reftest.RSSBytes(t)
 	}
 	tensors0, rss0 := measure()
 	for range 3 {

@@ -2,36 +2,15 @@ package train
 
 import (
 	"context"
-	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/sugarme/gotch/ts"
-)
 
-// rssBytes is the process's resident set size.
-func rssBytes(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Skip("no /proc/self/status:", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Skip("no VmRSS line")
-	return 0
-}
+	"github.com/imgcap/imgcap/internal/reftest"
+)
 
 // TestMemoryIsFlat trains 600 steps of a model whose activations are 256 KiB per tensor and
 // checks that neither the live tensor count nor the resident memory grows after warm-up: one
@@ -56,7 +35,7 @@ func TestMemoryIsFlat(t *testing.T) {
 		runtime.GC()
 		runtime.GC() // finalizers of unreachable tensors run after the first cycle
 		debug.FreeOSMemory()
-		return sample{len(ts.ExistingTensors), atomic.LoadInt64(&ts.TensorCount), rssBytes(t)}
+		return sample{len(ts.ExistingTensors), atomic.LoadInt64(&ts.TensorCount), reftest.RSSBytes(t)}
 	}
 	opts := Options{Model: newToy(t, 1, 128, 1024, 16, 0.1), Train: newToyData(256, 128, 16, 64, 3), Config: c,
 		RunDir: t.TempDir(),

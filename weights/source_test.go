@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -18,6 +17,8 @@ import (
 	gnn "github.com/sugarme/gotch/nn"
 
 	"github.com/imgcap/imgcap/torchx"
+
+	"github.com/imgcap/imgcap/internal/reftest"
 )
 
 func copyFile(t *testing.T, from, to string) {
@@ -203,28 +204,6 @@ func TestReadConfigJSON(t *testing.T) {
 	}
 }
 
-// procStatus reads a memory figure (VmRSS, VmHWM) of this process in bytes.
-func procStatus(t *testing.T, field string) int64 {
-	t.Helper()
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		t.Skipf("no /proc/self/status: %v", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Skipf("no %s in /proc/self/status", field)
-	return 0
-}
-
 // TestLoadMemory loads a 200 MB safetensors file into a model and checks that the process's
 // peak resident memory grows by at most 1.3x the file: the model itself plus a little, never
 // a second copy of the checkpoint.
@@ -277,7 +256,7 @@ func TestLoadMemory(t *testing.T) {
 
 	runtime.GC()
 	debug.FreeOSMemory()
-	before := procStatus(t, "VmRSS")
+	before := reftest.ProcStatusBytes(t, "VmRSS")
 	// Reset the peak (VmHWM) to the current RSS, if the kernel lets us.
 	peakField := "VmHWM"
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
@@ -305,7 +284,7 @@ func TestLoadMemory(t *testing.T) {
 	if err != nil || rep.Loaded != tensors {
 		t.Fatalf("load: %+v, %v", rep, err)
 	}
-	grown := procStatus(t, peakField) - before
+	grown := reftest.ProcStatusBytes(t, peakField) - before
 	t.Logf("file %.0f MB; peak RSS grew %.0f MB (%.2fx)", float64(fi.Size())/1e6, float64(grown)/1e6, float64(grown)/float64(fi.Size()))
 	if limit := fi.Size() * 13 / 10; grown > limit {
 		t.Errorf("loading a %d-byte file raised the peak RSS by %d bytes, more than 1.3x", fi.Size(), grown)

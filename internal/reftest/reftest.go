@@ -1,11 +1,14 @@
-// Package reftest compares model outputs with reference arrays (numpy .npy files written by
-// Hugging Face transformers) in tests.
+// Package reftest holds test helpers: it compares model outputs with reference arrays (numpy
+// .npy files written by Hugging Face transformers) and reads the process's memory use.
 package reftest
 
 import (
 	"fmt"
 	"math"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch/ts"
@@ -149,4 +152,28 @@ func RelRMS(got, want []float32) float64 {
 		return math.Sqrt(num)
 	}
 	return math.Sqrt(num / den)
+}
+
+// RSSBytes is the process's resident set size (VmRSS).
+func RSSBytes(t testing.TB) int64 { return ProcStatusBytes(t, "VmRSS") }
+
+// ProcStatusBytes reads a memory figure of this process (VmRSS, VmHWM, ...) from
+// /proc/self/status in bytes; the test is skipped where there is none.
+func ProcStatusBytes(t testing.TB, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status:", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Skipf("no %s in /proc/self/status", field)
+	return 0
 }

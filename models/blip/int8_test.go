@@ -2,8 +2,6 @@ package blip
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -102,9 +100,11 @@ func TestInt8GenerateMemoryFlat(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	run(20) // warm-up: allocator pools, kernel caches
-	before, rss0 := len(ts.ExistingTensors), residentBytes(t)
+	runtime.GC()
+	before, rss0 := len(ts.ExistingTensors), reftest.RSSBytes(t)
 	run(200)
-	after, rss1 := len(ts.ExistingTensors), residentBytes(t)
+	runtime.GC()
+	after, rss1 := len(ts.ExistingTensors), reftest.RSSBytes(t)
 	t.Logf("live tensors %d -> %d, resident %.1f -> %.1f MB over 400 captions", before, after, float64(rss0)/1e6, float64(rss1)/1e6)
 	if after > before {
 		t.Errorf("live tensors grew from %d to %d", before, after)
@@ -112,20 +112,4 @@ func TestInt8GenerateMemoryFlat(t *testing.T) {
 	if rss1-rss0 > 30<<20 {
 		t.Errorf("resident memory grew by %.1f MB over 400 int8 captions", float64(rss1-rss0)/1e6)
 	}
-}
-
-// residentBytes is the process's resident memory after a garbage collection.
-func residentBytes(t *testing.T) int64 {
-	t.Helper()
-	runtime.GC()
-	runtime.GC()
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		t.Skip("no /proc/self/statm")
-	}
-	var size, res int64
-	if _, err := fmt.Sscan(string(b), &size, &res); err != nil {
-		t.Fatal(err)
-	}
-	return res * int64(os.Getpagesize())
 }
