@@ -12,10 +12,11 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// Int8Linear is a linear layer whose weight is stored as int8 (one scale per output row) and
-// whose input is quantized to 8 bits over its own range at every call: the dynamic quantization
-// of PyTorch's torch.quantization.quantize_dynamic, on libtorch's fbgemm/oneDNN/QNNPACK kernels.
-// It runs on the CPU, in float32 in and out, without gradients.
+// Int8Linear is a linear layer whose weight is stored as int8 (one scale per output row): the
+// dynamic quantization of PyTorch's torch.quantization.quantize_dynamic on libtorch's
+// fbgemm/oneDNN/QNNPACK kernels for inputs of many rows (quantized to 7 bits over their range at
+// every call), and imgcap's weight-only product for a few rows (see Forward). It runs on the CPU,
+// in float32 in and out, without gradients.
 type Int8Linear struct {
 	mu     sync.Mutex // one call at a time: the engines' packed weights are not documented as thread-safe
 	packed unsafe.Pointer
@@ -28,7 +29,10 @@ type Int8Linear struct {
 func Int8Engine() string { return imgcapkern.Engine() }
 
 // Int8Unavailable says why int8 layers cannot be used with this build ("" when they can).
-func Int8Unavailable() string {
+func Int8Unavailable() string { return int8Unavailable() }
+
+// int8Unavailable asks the shim once: the build and the engine do not change while running.
+var int8Unavailable = sync.OnceValue(func() string {
 	if imgcapkern.Unavailable != "" {
 		return imgcapkern.Unavailable
 	}
@@ -36,7 +40,7 @@ func Int8Unavailable() string {
 		return "this libtorch has no quantized engine for this CPU"
 	}
 	return ""
-}
+})
 
 // NewInt8Linear quantizes weight [out,in] (a float CPU tensor; the tensor itself is left as it
 // is) and packs it with bias [out] (nil: none).
