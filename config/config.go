@@ -33,6 +33,10 @@ type ModelConfig struct {
 	HiddenDim int `mapstructure:"hidden_dim" yaml:"hidden_dim" json:"hidden_dim"`
 	// Dropout is the decoder dropout probability (0.4 in the original notebook).
 	Dropout float64 `mapstructure:"dropout" yaml:"dropout" json:"dropout"`
+	// DropPath is the stochastic depth of the image transformer's last layer in training
+	// (BLIP's drop_path_rate; layers in between get linearly spaced rates from 0). BLIP
+	// families only; 0 = off.
+	DropPath float64 `mapstructure:"drop_path" yaml:"drop_path" json:"drop_path"`
 	// VGGWidth scales the VGG16 channel counts (1 = torchvision's VGG16; smaller for CPU demos).
 	VGGWidth float64 `mapstructure:"vgg_width" yaml:"vgg_width" json:"vgg_width"`
 	// VGGBatchNorm uses torchvision's vgg16_bn (BatchNorm after each conv): far easier to train
@@ -98,6 +102,30 @@ type AugmentConfig struct {
 	Scale             []float64 `mapstructure:"scale" yaml:"scale" json:"scale"`
 	// HFlip is the probability of a horizontal flip (0 = off).
 	HFlip float64 `mapstructure:"hflip" yaml:"hflip" json:"hflip"`
+	// RandAugment is BLIP's RandomAugment, applied after the crop and flip (n 0 = off).
+	RandAugment RandAugmentConfig `mapstructure:"rand_augment" yaml:"rand_augment" json:"rand_augment"`
+}
+
+// RandAugmentConfig configures BLIP's RandomAugment (transform/randaugment.py): n ops drawn per image
+// uniformly with replacement from ops, each applied with probability 0.5 at magnitude m. BLIP's
+// recipes use n 2, m 5 and the default ops.
+type RandAugmentConfig struct {
+	// N is the number of ops drawn per image (0 = off).
+	N int `mapstructure:"n" yaml:"n" json:"n"`
+	// M is the magnitude on BLIP's 0..10 scale.
+	M float64 `mapstructure:"m" yaml:"m" json:"m"`
+	// Ops lists the op names drawn from (RandAugmentOps; BLIP's spelling, case-insensitive).
+	Ops []string `mapstructure:"ops" yaml:"ops" json:"ops"`
+}
+
+// RandAugmentOps are the op names BLIP's randaugment.py defines (image.RandAugmentOps).
+var RandAugmentOps = []string{"Identity", "AutoContrast", "Equalize", "Rotate", "Solarize", "Color", "Contrast",
+	"Brightness", "Sharpness", "ShearX", "TranslateX", "TranslateY", "Posterize", "ShearY"}
+
+// BLIPRandAugmentOps is the ops list of BLIP's training transforms, the default of data.augment.rand_augment.ops.
+func BLIPRandAugmentOps() []string {
+	return []string{"Identity", "AutoContrast", "Brightness", "Sharpness", "Equalize", "ShearX", "ShearY",
+		"TranslateX", "TranslateY", "Rotate"}
 }
 
 // TrainConfig drives the shared trainer.
@@ -168,7 +196,8 @@ func Default() Config {
 			Format: "auto", SplitFractions: []float64{0.9, 0.1, 0},
 			TrainSplit: "train", ValSplit: "val", TestSplit: "test",
 			Prefetch: 2, SplitFiles: map[string]string{},
-			Augment: AugmentConfig{Scale: []float64{0.5, 1}},
+			Augment: AugmentConfig{Scale: []float64{0.5, 1},
+				RandAugment: RandAugmentConfig{M: 5, Ops: BLIPRandAugmentOps()}},
 		},
 		Train: TrainConfig{
 			OutDir: "runs/default", Seed: 1, Epochs: 20, BatchSize: 32, GradAccum: 1,

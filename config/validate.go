@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -56,6 +57,11 @@ func Validate(c Config) Errors {
 	if !(m.Dropout >= 0 && m.Dropout < 1) {
 		add("model.dropout", "must be within [0, 1), got %v", m.Dropout)
 	}
+	if !(m.DropPath >= 0 && m.DropPath < 1) {
+		add("model.drop_path", "must be within [0, 1), got %v", m.DropPath)
+	} else if m.DropPath > 0 && m.Arch != "blip_caption" && m.Arch != "blip_retrieval" && slices.Contains(Archs, m.Arch) {
+		add("model.drop_path", "stochastic depth is implemented for the BLIP vision transformer only (blip_caption, blip_retrieval); %s would ignore it: set 0", m.Arch)
+	}
 	if !(m.VGGWidth > 0 && m.VGGWidth <= 1) {
 		add("model.vgg_width", "must be within (0, 1], got %v", m.VGGWidth)
 	}
@@ -95,6 +101,28 @@ func Validate(c Config) Errors {
 		add("data.augment.scale", "want [min, max] with 0 < min <= max <= 1, got %v", d.Augment.Scale)
 	}
 	prob("data.augment.hflip", d.Augment.HFlip)
+	ra := d.Augment.RandAugment
+	if ra.N < 0 {
+		add("data.augment.rand_augment.n", "must be >= 0 (0 = off), got %d", ra.N)
+	}
+	if !(ra.M >= 0 && ra.M <= 10) {
+		add("data.augment.rand_augment.m", "must be within [0, 10], got %v", ra.M)
+	}
+	var unknownOps []string
+	for _, op := range ra.Ops {
+		known := false
+		for _, k := range RandAugmentOps {
+			known = known || strings.EqualFold(k, op)
+		}
+		if !known {
+			unknownOps = append(unknownOps, fmt.Sprintf("%q", op))
+		}
+	}
+	if len(unknownOps) > 0 {
+		add("data.augment.rand_augment.ops", "unknown op(s) %s: want names from %s", strings.Join(unknownOps, ", "), strings.Join(RandAugmentOps, ", "))
+	} else if ra.N > 0 && len(ra.Ops) == 0 {
+		add("data.augment.rand_augment.ops", "n > 0 needs at least one op (BLIP's: %s)", strings.Join(BLIPRandAugmentOps(), ", "))
+	}
 
 	t := c.Train
 	if t.OutDir == "" {

@@ -569,8 +569,14 @@ func (a *MultiHeadAttention) CrossKeysValues(enc *ts.Tensor) (kv CrossKV, err er
 	k, v := torchx.Must2(a.projectKV(enc))
 	defer k.Drop()
 	defer v.Drop()
-	kv.K = torchx.Must(SplitHeads(k, a.Heads))
-	kv.V = torchx.Must(SplitHeads(v, a.Heads))
+	// Stored contiguous: every generation step reads them, and a head-split view would be
+	// copied again at each step (42 MB per token at BLIP-large size).
+	kh := torchx.Must(SplitHeads(k, a.Heads))
+	defer kh.Drop()
+	vh := torchx.Must(SplitHeads(v, a.Heads))
+	defer vh.Drop()
+	kv.K = torchx.Must(kh.Contiguous(false))
+	kv.V = torchx.Must(vh.Contiguous(false))
 	return kv, nil
 }
 
@@ -599,7 +605,9 @@ type BlockInput struct {
 
 // PreLNBlock is a pre-LayerNorm transformer block (ViT, GPT-2, BLIP's vision model):
 // x += Out(Attn(LN1(x))); x += CrossOut(Cross(LNCross(x))) when cross-attending;
-// x += MLP(LN2(x)). Dropout (p = Dropout) follows each output projection in training.
+// x += MLP(LN2(x)). Dropout (p = Dropout) follows each output projection in training, and
+// stochastic depth (p = DropPath, see the DropPath function) drops each residual branch per
+// sample.
 type PreLNBlock struct {
 	LN1      *LayerNorm
 	Attn     *MultiHeadAttention
@@ -610,10 +618,20 @@ type PreLNBlock struct {
 	LN2      *LayerNorm
 	MLP      *MLP
 	Dropout  float64
+	// DropPath is the probability, in training, of dropping a residual branch of a sample
+	// (timm's and BLIP's DropPath; 0 = off, and nothing is computed for it at inference).
+	DropPath float64
 }
 
 // residual returns x + Dropout(out(f(norm(x)))).
 func residual(x *ts.Tensor, norm *LayerNorm, f func(*ts.Tensor) (*ts.Tensor, error), out Layer, p float64, train bool) (y *ts.Tensor, err error) {
+	return residualDropPath(x, norm, f, out, p, 0, train)
+}
+
+// residualDropPath returns x + DropPath(Dropout(out(f(norm(x))))), the branch dropped per sample
+// with probability dropPath in training; without it (or outside training) it computes exactly
+// what residual always did.
+func residualDropPath(x *ts.Tensor, norm *LayerNorm, f func(*ts.Tensor) (*ts.Tensor, error), out Layer, p, dropPath float64, train bool) (y *ts.Tensor, err error) {
 	defer torchx.Catch(&err)
 	h := x
 	if norm != nil {
@@ -629,28 +647,33 @@ func residual(x *ts.Tensor, norm *LayerNorm, f func(*ts.Tensor) (*ts.Tensor, err
 	}
 	d := torchx.Must(Dropout(a, p, train))
 	defer d.Drop()
+	if train && dropPath != 0 {
+		k := torchx.Must(DropPath(d, dropPath, train))
+		defer k.Drop()
+		d = k
+	}
 	return x.Add(d, false)
 }
 
 // Forward applies the block to x [B, T, hidden].
 func (b *PreLNBlock) Forward(x *ts.Tensor, in BlockInput) (out *ts.Tensor, err error) {
 	defer torchx.Catch(&err)
-	h := torchx.Must(residual(x, b.LN1, func(t *ts.Tensor) (*ts.Tensor, error) {
+	h := torchx.Must(residualDropPath(x, b.LN1, func(t *ts.Tensor) (*ts.Tensor, error) {
 		return b.Attn.SelfAttention(t, in.Mask, in.Cache, in.Train)
-	}, b.AttnOut, b.Dropout, in.Train))
+	}, b.AttnOut, b.Dropout, b.DropPath, in.Train))
 	if in.Cross != nil {
 		if b.Cross == nil {
 			h.Drop()
 			return nil, fmt.Errorf("block has no cross-attention")
 		}
-		c := torchx.Must(residual(h, b.LNCross, func(t *ts.Tensor) (*ts.Tensor, error) {
+		c := torchx.Must(residualDropPath(h, b.LNCross, func(t *ts.Tensor) (*ts.Tensor, error) {
 			return b.Cross.CrossAttention(t, *in.Cross, in.CrossMask, in.Train)
-		}, b.CrossOut, b.Dropout, in.Train))
+		}, b.CrossOut, b.Dropout, b.DropPath, in.Train))
 		h.Drop()
 		h = c
 	}
 	defer h.Drop()
-	return residual(h, b.LN2, b.MLP.Forward, nil, b.Dropout, in.Train)
+	return residualDropPath(h, b.LN2, b.MLP.Forward, nil, b.Dropout, b.DropPath, in.Train)
 }
 
 // PostLNBlock is a post-LayerNorm (BERT) block: x = AttnLN(x + Out(Attn(x)));

@@ -297,6 +297,7 @@ func blipCaptionForTraining(cfg config.Config, runDir string, t tok.Tokenizer, r
 	}
 	ls := cfg.Train.LabelSmoothing
 	c.Text.LabelSmoothing = &ls
+	c.Vision.DropPathRate = mc.DropPath // not a config.json key: written nowhere
 	if err := checkBLIPTokenizer(c, t, mc.MaxLength); err != nil {
 		return nil, err
 	}
@@ -343,11 +344,17 @@ type blipPretrainSettings struct {
 	TempMax   *float64 `json:"temp_max"`
 	// ITMFirstToken is a token (e.g. "[ENC]") or id that replaces [CLS] in ITM inputs.
 	ITMFirstToken any `json:"itm_first_token"`
+	// Momentum, QueueSize, Alpha and AlphaRampSteps turn on BLIP's momentum distillation (see
+	// blip.PretrainOptions; off unless momentum > 0).
+	Momentum       *float64 `json:"momentum"`
+	QueueSize      *int64   `json:"queue_size"`
+	Alpha          *float64 `json:"alpha"`
+	AlphaRampSteps *int64   `json:"alpha_ramp_steps"`
 }
 
 // blipPretrainOptions are a blip_retrieval run's objectives: BLIP's retrieval fine-tuning (ITC +
-// ITM, weights 1 and 1, no LM) unless model.hf_config.pretrain says otherwise; the LM label
-// smoothing is train.label_smoothing.
+// ITM, weights 1 and 1, no LM, no momentum distillation) unless model.hf_config.pretrain says
+// otherwise; the LM label smoothing is train.label_smoothing.
 func blipPretrainOptions(cfg config.Config, t tok.Tokenizer) (blip.PretrainOptions, error) {
 	o := blip.DefaultPretrainOptions()
 	o.WeightLM = 0
@@ -364,16 +371,23 @@ func blipPretrainOptions(cfg config.Config, t tok.Tokenizer) (blip.PretrainOptio
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return o, fmt.Errorf("model.hf_config.%s: %w (keys: weight_itc, weight_itm, weight_lm, temp_init, temp_min, temp_max, itm_first_token)", blipPretrainKey, err)
+		return o, fmt.Errorf("model.hf_config.%s: %w (keys: weight_itc, weight_itm, weight_lm, temp_init, temp_min, temp_max, itm_first_token, momentum, queue_size, alpha, alpha_ramp_steps)", blipPretrainKey, err)
 	}
 	for _, f := range []struct {
 		src *float64
 		dst *float64
 	}{{s.WeightITC, &o.WeightITC}, {s.WeightITM, &o.WeightITM}, {s.WeightLM, &o.WeightLM},
-		{s.TempInit, &o.TempInit}, {s.TempMin, &o.TempMin}, {s.TempMax, &o.TempMax}} {
+		{s.TempInit, &o.TempInit}, {s.TempMin, &o.TempMin}, {s.TempMax, &o.TempMax},
+		{s.Momentum, &o.Momentum}, {s.Alpha, &o.Alpha}} {
 		if f.src != nil {
 			*f.dst = *f.src
 		}
+	}
+	if s.QueueSize != nil {
+		o.QueueSize = *s.QueueSize
+	}
+	if s.AlphaRampSteps != nil {
+		o.AlphaRampSteps = *s.AlphaRampSteps
 	}
 	switch v := s.ITMFirstToken.(type) {
 	case nil:
@@ -407,6 +421,7 @@ func blipRetrievalForTraining(cfg config.Config, runDir string, t tok.Tokenizer,
 	if err != nil {
 		return nil, err
 	}
+	c.Vision.DropPathRate = mc.DropPath // not a config.json key: written nowhere
 	if o.ITMFirstToken >= int64(c.Text.VocabSize) {
 		return nil, fmt.Errorf("model.hf_config.%s.itm_first_token %d outside the vocabulary of %d", blipPretrainKey, o.ITMFirstToken, c.Text.VocabSize)
 	}

@@ -123,9 +123,13 @@ func saveWeights(path string, vs *gnn.VarStore, dtype gotch.DType, meta map[stri
 	if dtype == gotch.Float {
 		return weights.SaveVarStore(path, vs, meta)
 	}
+	persistent := weights.PersistentNames(vs)
 	return torchx.WithScope(func(s *torchx.Scope) error {
 		tensors := map[string]*ts.Tensor{}
 		for name, v := range vs.Variables() {
+			if !persistent[name] {
+				continue // e.g. BLIP's momentum encoders and queues: training state
+			}
 			t := v
 			if t.DType() == gotch.Float || t.DType() == gotch.Double {
 				c, err := t.Totype(dtype, false)

@@ -375,13 +375,19 @@ func trainValSplits(cfg config.Config) (trainRecs, valRecs []data.Record, err er
 	return trainRecs, valRecs, nil
 }
 
-// trainAugment is the data.augment section as image augmentation (nil when it asks for none).
+// trainAugment is the data.augment section as image augmentation (nil when it asks for none). Every model
+// family's training loader takes its augmentation from here.
 func trainAugment(a config.AugmentConfig) *image.Augment {
-	if !a.RandomResizedCrop && a.HFlip <= 0 {
+	ra := a.RandAugment
+	if !a.RandomResizedCrop && a.HFlip <= 0 && ra.N <= 0 {
 		return nil
 	}
-	return &image.Augment{RandomResizedCrop: a.RandomResizedCrop, Scale: [2]float64{a.Scale[0], a.Scale[1]},
+	out := &image.Augment{RandomResizedCrop: a.RandomResizedCrop, Scale: [2]float64{a.Scale[0], a.Scale[1]},
 		Ratio: [2]float64{3.0 / 4, 4.0 / 3}, HFlip: a.HFlip}
+	if ra.N > 0 {
+		out.RandAugment = image.RandAugment{N: ra.N, M: ra.M, Ops: append([]string(nil), ra.Ops...)}
+	}
+	return out
 }
 
 // showCaptions prints the first n generated captions of outDir/results.json beside a human one.

@@ -389,6 +389,17 @@ func copyTensor(v, t *ts.Tensor, transpose bool) error {
 	return torchx.Check("copy")
 }
 
+// PersistentNames reports, by name, which variables of vs belong in a state dict: parameters and
+// persistent buffers (true), not non-persistent buffers (false), which checkpoints of training
+// state may hold but model files leave out.
+func PersistentNames(vs *gnn.VarStore) map[string]bool {
+	out := map[string]bool{}
+	for name, v := range storeVariables(vs) {
+		out[name] = v.persistent
+	}
+	return out
+}
+
 // SaveVarStore writes every parameter and persistent buffer of vs, by name, to a safetensors
 // file at path, atomically. Unless metadata says otherwise it records {"format": "pt"}, which
 // transformers' from_pretrained requires of a model.safetensors.

@@ -23,6 +23,9 @@ type Augment struct {
 	// Colour jitter strengths as in torchvision's ColorJitter: a factor is drawn uniformly from
 	// [max(0, 1-s), 1+s] (hue: a shift in [-Hue, Hue], Hue <= 0.5); the four run in a random order.
 	Brightness, Contrast, Saturation, Hue float64
+	// RandAugment is BLIP's RandomAugment, applied after the flip and before colour jitter (the zero value, N 0,
+	// is off).
+	RandAugment RandAugment
 }
 
 // DefaultAugment returns a common captioning setting: RandomResizedCrop(scale 0.5..1, ratio 3/4..4/3) and a
@@ -50,7 +53,7 @@ func (a Augment) Validate() error {
 	if a.Hue < 0 || a.Hue > 0.5 {
 		return fmt.Errorf("augment: hue %g: want 0..0.5", a.Hue)
 	}
-	return nil
+	return a.RandAugment.Validate()
 }
 
 // uniform draws from [lo, hi).
@@ -110,8 +113,8 @@ func (p *Processor) trainSize() (h, w int) {
 }
 
 // PreprocessTrain is Preprocess with training augmentation: the random geometry (or the evaluation geometry when
-// RandomResizedCrop is off), then flip, then colour jitter, then rescale/normalise. The result depends only on
-// m, a and the state of r.
+// RandomResizedCrop is off), then flip, then RandAugment (BLIP's order: RandomResizedCrop, RandomHorizontalFlip,
+// RandomAugment), then colour jitter, then rescale/normalise. The result depends only on m, a and the state of r.
 func (p *Processor) PreprocessTrain(m *RGB, a Augment, r Rand) (Pixels, error) {
 	if err := a.Validate(); err != nil {
 		return Pixels{}, err
@@ -136,6 +139,9 @@ func (p *Processor) PreprocessTrain(m *RGB, a Augment, r Rand) (Pixels, error) {
 	}
 	if a.HFlip > 0 && r.Float64() < a.HFlip {
 		m = m.FlipHorizontal()
+	}
+	if a.RandAugment.N > 0 {
+		m = a.RandAugment.Apply(m, r)
 	}
 	if a.Brightness > 0 || a.Contrast > 0 || a.Saturation > 0 || a.Hue > 0 {
 		m = ColorJitter(m, a, r)

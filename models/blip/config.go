@@ -62,6 +62,11 @@ type VisionConfig struct {
 	Dropout           float64 `json:"dropout"`
 	AttentionDropout  float64 `json:"attention_dropout"`
 	InitializerRange  float64 `json:"initializer_range"`
+	// DropPathRate is the stochastic depth of the last layer in training (BLIP's ViT
+	// drop_path_rate; layer i drops each residual branch with nn.DropPathRates(rate, layers)[i]).
+	// Hugging Face's BlipVisionConfig has no such key, so it is a training setting, never read
+	// from or written to config.json.
+	DropPathRate float64 `json:"-"`
 }
 
 // Config mirrors Hugging Face's BlipConfig (4.36.2); absent keys take its defaults.
@@ -194,6 +199,8 @@ func (c VisionConfig) Validate() error {
 		return fmt.Errorf("blip vision config: layer_norm_eps %g must be positive", c.LayerNormEps)
 	case c.AttentionDropout < 0 || c.AttentionDropout >= 1:
 		return fmt.Errorf("blip vision config: attention_dropout %g must be in [0, 1)", c.AttentionDropout)
+	case !(c.DropPathRate >= 0 && c.DropPathRate < 1):
+		return fmt.Errorf("blip vision config: drop path rate %g must be in [0, 1)", c.DropPathRate)
 	}
 	if _, err := nn.Activation(c.HiddenAct); err != nil {
 		return fmt.Errorf("blip vision config: hidden_act: %w", err)

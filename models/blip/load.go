@@ -140,6 +140,8 @@ func loadDir(vs *gnn.VarStore, dir string) ([]string, error) {
 // BlipForImageTextRetrieval one vision_model.*, text_encoder.*, vision_proj, text_proj and
 // itm_head. Variables the checkpoint lacks keep their values and are returned in kept; the
 // checkpoint must provide the whole vision model. Shapes are checked before anything is copied.
+// The momentum encoders, if any, then start again as copies of the loaded weights (BLIP's
+// copy_params); the queues are left as they are (Hugging Face folders have none).
 func (m *Pretrainer) LoadWeights(dir string) (kept, unexpected []string, err error) {
 	src, file, err := weights.OpenDir(dir)
 	if err != nil {
@@ -148,7 +150,7 @@ func (m *Pretrainer) LoadWeights(dir string) (kept, unexpected []string, err err
 	defer src.Close()
 	has := func(name string) bool { _, _, ok := src.Info(name); return ok }
 	for name := range m.vs.Variables() {
-		if !has(name) {
+		if !has(name) && !IsMomentumState(name) {
 			if strings.HasPrefix(name, "vision_model.") {
 				return nil, nil, fmt.Errorf("%s: not a BLIP checkpoint: no %s", file, name)
 			}
@@ -163,6 +165,9 @@ func (m *Pretrainer) LoadWeights(dir string) (kept, unexpected []string, err err
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if err := m.syncMomentum(); err != nil {
+		return nil, nil, fmt.Errorf("%s: momentum encoders: %w", file, err)
 	}
 	return kept, rep.Unexpected, nil
 }

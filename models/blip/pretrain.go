@@ -27,9 +27,26 @@ type PretrainOptions struct {
 	// ITMFirstToken, when ≥ 0, replaces the first token of the ITM text (BLIP's [ENC] token);
 	// −1 keeps the tokenizer's [CLS], as Hugging Face's BlipForImageTextRetrieval does.
 	ITMFirstToken int64
+	// Momentum, when > 0, turns on BLIP's momentum distillation (BLIP: 0.995): momentum copies
+	// of the contrastive towers, updated p_m = Momentum·p_m + (1 − Momentum)·p at every training
+	// batch, give the ITC keys (see MomentumContrastiveLoss). 0 keeps the in-batch ITC. A
+	// training batch is one Losses call: with gradient accumulation the copies move at every
+	// micro-batch (BLIP accumulates nothing).
+	Momentum float64
+	// QueueSize is how many past momentum features (with their image ids) are kept as extra ITC
+	// keys (BLIP: 57600); 0 = none. It needs Momentum.
+	QueueSize int64
+	// Alpha is the distillation weight: the ITC targets are Alpha·softmax(momentum similarities)
+	// + (1 − Alpha)·positives (BLIP: 0.4); 0 = the positives alone. It needs Momentum.
+	Alpha float64
+	// AlphaRampSteps, when > 0, ramps the distillation weight up over the first training
+	// batches: batch n (counted from 0 over the whole run) uses Alpha·min(1, n/AlphaRampSteps).
+	// BLIP ramps over one epoch in retrieval fine-tuning and two in pre-training.
+	AlphaRampSteps int64
 }
 
-// DefaultPretrainOptions are BLIP's settings, with Hugging Face's ITM input (no [ENC] token).
+// DefaultPretrainOptions are BLIP's settings, with Hugging Face's ITM input (no [ENC] token) and
+// without momentum distillation (BLIP's Momentum 0.995, QueueSize 57600, Alpha 0.4 turn it on).
 func DefaultPretrainOptions() PretrainOptions {
 	return PretrainOptions{
 		WeightITC: 1, WeightITM: 1, WeightLM: 1, TempInit: 0.07, TempMin: 0.001, TempMax: 0.5,
@@ -48,6 +65,18 @@ func (o PretrainOptions) Validate() error {
 		return fmt.Errorf("blip pretrain: initial temperature %g outside [%g, %g]", o.TempInit, o.TempMin, o.TempMax)
 	case o.LabelSmoothing < 0 || o.LabelSmoothing > 1:
 		return fmt.Errorf("blip pretrain: label smoothing %g must be in [0, 1]", o.LabelSmoothing)
+	case !(o.Momentum >= 0 && o.Momentum < 1):
+		return fmt.Errorf("blip pretrain: momentum %g must be in [0, 1) (0 = no momentum encoders)", o.Momentum)
+	case o.QueueSize < 0:
+		return fmt.Errorf("blip pretrain: queue_size %d must be ≥ 0", o.QueueSize)
+	case !(o.Alpha >= 0 && o.Alpha <= 1):
+		return fmt.Errorf("blip pretrain: alpha %g must be in [0, 1]", o.Alpha)
+	case o.AlphaRampSteps < 0:
+		return fmt.Errorf("blip pretrain: alpha_ramp_steps %d must be ≥ 0", o.AlphaRampSteps)
+	case o.Momentum == 0 && (o.QueueSize > 0 || o.Alpha > 0 || o.AlphaRampSteps > 0):
+		return fmt.Errorf("blip pretrain: queue_size %d, alpha %g and alpha_ramp_steps %d need the momentum encoders (momentum > 0)", o.QueueSize, o.Alpha, o.AlphaRampSteps)
+	case o.Momentum > 0 && o.WeightITC == 0:
+		return fmt.Errorf("blip pretrain: momentum %g serves the ITC objective, whose weight is 0", o.Momentum)
 	}
 	return nil
 }
@@ -59,8 +88,24 @@ func (o PretrainOptions) Validate() error {
 // initialises its part. The contrastive
 // temperature has no Hugging Face counterpart (BlipModel's logit_scale is a different
 // parametrisation, and the retrieval model has none); it is the parameter "temp", BLIP's and
-// LAVIS's name. Unlike BLIP, the encoder and decoder share no weights, and there are no momentum
-// encoders, queues or distillation.
+// LAVIS's name. Unlike BLIP, the encoder and decoder share no weights.
+//
+// With Opts.Momentum > 0 the model also holds BLIP's momentum distillation state:
+// vision_model_m.*, vision_proj_m.*, text_encoder_m.* (without cross-attention, which BLIP's
+// builds but never runs) and text_proj_m.*, copies of their counterparts that follow them as
+// p_m = m·p_m + (1 − m)·p (no gradients, not optimised); image_queue and text_queue (queued
+// momentum features, [image_text_hidden_size, QueueSize]), idx_queue (their image ids) and
+// queue_ptr, BLIP's names; and momentum_steps, the count of training batches that clocks the
+// distillation ramp. They are non-persistent buffers of the VarStore: training checkpoints hold
+// them, so a run resumes exactly, and Hugging Face state dicts (export, LoadWeights) leave them
+// out. Training batches (Losses with train set) update the momentum encoders first, as BLIP's
+// forward does, then compute the ITC against the momentum features of the batch and the queue
+// (MomentumContrastiveLoss) and enqueue the batch; evaluation batches compute the plain
+// in-batch ITC and change nothing. ITM draws its hard negatives from the model's own in-batch
+// similarities in both cases, as BLIP's retrieval model does (BLIP's pre-training model draws
+// them from the similarities to the batch's momentum features). Under data-parallel training
+// every process keeps its own queue of its own rows (BLIP all-gathers the ranks' features
+// before enqueueing); the momentum encoders stay identical across processes, as the weights do.
 type Pretrainer struct {
 	Cfg        Config
 	Opts       PretrainOptions
@@ -74,6 +119,19 @@ type Pretrainer struct {
 	ITMHead    *nn.Linear
 	// Temp is the contrastive temperature (0-d).
 	Temp *ts.Tensor
+	// VisionM, EncoderM, VisionProjM and TextProjM are the momentum encoders (nil when
+	// Opts.Momentum is 0).
+	VisionM                *VisionModel
+	EncoderM               *TextModel
+	VisionProjM, TextProjM *nn.Linear
+	// ImageQueue and TextQueue are the queued momentum features [image_text_hidden_size,
+	// QueueSize] (unit columns), IdxQueue [1, QueueSize] int64 their image ids (NoImageID:
+	// none) and QueuePtr [1] int64 the next column written; nil without a queue.
+	ImageQueue, TextQueue, IdxQueue, QueuePtr *ts.Tensor
+	// MomentumSteps [1] int64 counts the training batches seen with momentum on (nil when off).
+	MomentumSteps *ts.Tensor
+	// momentumPairs are (parameter, momentum copy) in momentum-name order.
+	momentumPairs [][2]*ts.Tensor
 }
 
 // NewPretrainer builds a randomly initialised pre-training model on device.
@@ -112,6 +170,10 @@ func NewPretrainer(cfg Config, opts PretrainOptions, device gotch.Device) (m *Pr
 	// 0-d tensor, so it is squeezed from [1] and added.
 	if m.Temp, err = scalarParam(root, "temp", opts.TempInit); err != nil {
 		return nil, fmt.Errorf("blip temp: %w", err)
+	}
+	// Last, so that the other parameters draw the same initial values with momentum on or off.
+	if err := m.buildMomentum(root); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -169,6 +231,8 @@ type PretrainLosses struct {
 	// NegImage[i] is the image paired with text i as a hard negative; NegText[i] the text paired
 	// with image i.
 	NegImage, NegText []int64
+	// Alpha is the distillation weight the ITC used (0 without momentum distillation).
+	Alpha float64
 }
 
 // Drop frees the loss tensors.
@@ -198,10 +262,14 @@ func (m *Pretrainer) Loss(b *models.Batch, train bool) (loss *ts.Tensor, err err
 //   - ITC: image features normalize(vision_proj(img[:, 0])) and text features
 //     normalize(text_proj(text_encoder(ids)[:, 0])) (no cross-attention); similarities divided by
 //     the clamped temperature; cross-entropy in both directions against the positives, averaged.
+//     With Opts.Momentum > 0 and train set, BLIP's momentum distillation instead (see
+//     Pretrainer and MomentumContrastiveLoss): the keys are the momentum features of the batch
+//     and the queue, queue entries of the same image id are positives too, and the targets
+//     mix in the momentum similarities with weight Alpha (ramped, see AlphaRampSteps).
 //   - ITM: text_encoder with cross-attention on (text i, image i) pairs, and on hard negatives
-//     drawn from the softmax of the ITC similarities (positives get weight 0): one negative image
-//     per text and one negative text per image; itm_head on token 0, label 1 for the B positive
-//     pairs and 0 for the 2B negative ones.
+//     drawn from the softmax of the in-batch ITC similarities of the model's own features
+//     (positives get weight 0): one negative image per text and one negative text per image;
+//     itm_head on token 0, label 1 for the B positive pairs and 0 for the 2B negative ones.
 //   - LM: text_decoder on the caption with [CLS] replaced by bos_token_id, padding ignored,
 //     label smoothing Opts.LabelSmoothing.
 //
@@ -242,7 +310,13 @@ func (m *Pretrainer) Losses(b *models.Batch, train bool) (res *PretrainLosses, e
 		defer ft.Drop()
 		posT := torchx.Must(floatMatrix(pos, int(B), dev))
 		defer posT.Drop()
-		itc, simI2T := torchx.Must2(ContrastiveLoss(fi, ft, m.Temp, posT))
+		var itc, simI2T *ts.Tensor
+		if train && m.Opts.Momentum > 0 {
+			itc, simI2T, out.Alpha, err = m.momentumITC(b, fi, ft, posT, train)
+			torchx.MustOK(err)
+		} else {
+			itc, simI2T = torchx.Must2(ContrastiveLoss(fi, ft, m.Temp, posT))
+		}
 		defer simI2T.Drop()
 		if m.Opts.WeightITC > 0 {
 			out.ITC = itc

@@ -26,7 +26,8 @@ type VisionModel struct {
 // BlipPreTrainedModel's initialisation: Linear and Conv weights N(0, std²) with std the top-level
 // initializer_range, biases 0, LayerNorms 1 and 0, class and position embeddings
 // N(0, vision initializer_range²) (HF truncates that normal at ±2, which at its tiny default std
-// changes nothing).
+// changes nothing). Layer i's stochastic depth is nn.DropPathRates(cfg.DropPathRate, layers)[i],
+// BLIP's VisionTransformer rule.
 func NewVisionModel(p *gnn.Path, cfg VisionConfig, std float64) (m *VisionModel, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -44,6 +45,7 @@ func NewVisionModel(p *gnn.Path, cfg VisionConfig, std float64) (m *VisionModel,
 	torchx.MustOK(err)
 	heads := int64(cfg.NumAttentionHeads)
 	inter := int64(cfg.IntermediateSize)
+	dropPath := nn.DropPathRates(cfg.DropPathRate, cfg.NumHiddenLayers)
 	for i := 0; i < cfg.NumHiddenLayers; i++ {
 		lp := p.Sub("encoder").Sub("layers").Sub(fmt.Sprint(i))
 		ln := func(name string) *nn.LayerNorm {
@@ -65,6 +67,9 @@ func NewVisionModel(p *gnn.Path, cfg VisionConfig, std float64) (m *VisionModel,
 				Act: act,
 			},
 			// BlipEncoderLayer has no dropout on its residual branches (config.dropout is unused).
+			// BLIP's own ViT drops them per sample in training (stochastic depth; Hugging Face
+			// has no such layer, and at inference it is the identity).
+			DropPath: dropPath[i],
 		})
 	}
 	m.postLN, err = nn.NewLayerNorm(p.Sub("post_layernorm"), h, cfg.LayerNormEps)
@@ -90,6 +95,16 @@ func (m *VisionModel) Forward(pixels *ts.Tensor, train bool) (out *ts.Tensor, er
 	}
 	defer x.Drop()
 	return m.postLN.Forward(x)
+}
+
+// DropPathRates are the layers' stochastic-depth probabilities in training (see
+// VisionConfig.DropPathRate).
+func (m *VisionModel) DropPathRates() []float64 {
+	rates := make([]float64, len(m.layers))
+	for i, l := range m.layers {
+		rates[i] = l.DropPath
+	}
+	return rates
 }
 
 // Pool is BlipVisionModel's pooler_output: post_layernorm applied a second time to token 0 of
