@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -264,15 +265,25 @@ func TestInt8ReleaseFloat(t *testing.T) {
 }
 
 // TestInt8FewRowsIsWeightOnly checks the few-row kernel exactly: up to 16 rows, the output is
-// x·(scale ⊙ round(W/scale))ᵀ + b with scale = max|row|/127, computed here in Go.
+// x·(scale ⊙ round(W/scale))ᵀ + b with scale = max|row|/127, computed here in Go. The shapes
+// take both of its weight layouts (inputs a multiple of 8 or not) and a last block of output
+// rows that is only partly filled.
 func TestInt8FewRowsIsWeightOnly(t *testing.T) {
 	if why := torchx.Int8Unavailable(); why != "" {
 		t.Skip(why)
 	}
+	for _, shape := range []struct{ in, out int }{{72, 40}, {72, 38}, {69, 37}, {8, 1}} {
+		t.Run(fmt.Sprintf("%dx%d", shape.in, shape.out), func(t *testing.T) {
+			checkFewRowsWeightOnly(t, shape.in, shape.out)
+		})
+	}
+}
+
+// checkFewRowsWeightOnly is TestInt8FewRowsIsWeightOnly for one layer shape.
+func checkFewRowsWeightOnly(t *testing.T, in, out int) {
 	torchx.Seed(7)
 	vs := gnn.NewVarStore(gotch.CPU)
-	const in, out = 72, 40
-	l, err := NewLinear(vs.Root(), in, out, true)
+	l, err := NewLinear(vs.Root(), int64(in), int64(out), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +299,7 @@ func TestInt8FewRowsIsWeightOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, rows := range []int64{1, 2, 5, 16} {
-		x, err := ts.Randn([]int64{rows, in}, gotch.Float, gotch.CPU)
+		x, err := ts.Randn([]int64{rows, int64(in)}, gotch.Float, gotch.CPU)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,6 +379,11 @@ func TestFusedAttentionMatchesGeneral(t *testing.T) {
 		{"encoder-sized, blocked", 1, 3, 577, 64, 577, nil},
 		{"many queries, padding mask, head 24", 2, 2, 37, 24, 21, []int64{2, 1, 1, 21}},
 		{"many queries, full mask, head 8", 1, 2, 18, 8, 35, []int64{1, 2, 18, 35}},
+		{"decoding, head 64, padding mask", 2, 3, 1, 64, 577, []int64{2, 1, 1, 577}},
+		{"decoding, head 64, keys not a multiple of 8", 1, 2, 3, 64, 13, []int64{1, 1, 3, 13}},
+		{"decoding, head 64, one mask value per query", 1, 2, 2, 64, 20, []int64{1, 2, 2, 1}},
+		{"many queries, head 64, rows not a multiple of 6", 1, 2, 41, 64, 29, []int64{1, 1, 1, 29}},
+		{"many queries, one mask value per query", 1, 1, 23, 16, 19, []int64{1, 1, 23, 1}},
 	} {
 		q, k, v := randn(c.n, c.h, c.tq, c.d), randn(c.n, c.h, c.tk, c.d), randn(c.n, c.h, c.tk, c.d)
 		var mask *ts.Tensor
@@ -389,6 +405,25 @@ func TestFusedAttentionMatchesGeneral(t *testing.T) {
 		want := refAttend(t, q, k, v, mask, 0.3)
 		if d, _ := reftest.Diff(vals, want); d > 1e-5 {
 			t.Errorf("%s: max |Δ| %.3g from the general path", c.name, d)
+		}
+	}
+	// A mask whose keys are not adjacent in memory (a transposed view): read element by element.
+	for _, tq := range []int64{1, 41} {
+		q, k, v := randn(1, 2, tq, 64), randn(1, 2, 29, 64), randn(1, 2, 29, 64)
+		mask, err := randn(1, 1, 29, tq).Transpose(2, 3, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := torchx.FusedAttention(q, k, v, mask, 0.3)
+		if err != nil || got == nil {
+			t.Fatalf("%d queries, strided mask: FusedAttention = %v, %v; want a result", tq, got, err)
+		}
+		vals, err := torchx.Float32s(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := reftest.Diff(vals, refAttend(t, q, k, v, mask, 0.3)); d > 1e-5 {
+			t.Errorf("%d queries, strided mask: max |Δ| %.3g from the general path", tq, d)
 		}
 	}
 	// More than 16 queries with a head size the blocked kernel does not take, or float64: not
