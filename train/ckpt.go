@@ -427,7 +427,7 @@ func loadInto(path string, targets map[string]*ts.Tensor) error {
 				if err != nil {
 					return err
 				}
-				if err := copyInto(t, src); err != nil {
+				if err := torchx.CopyInPlace(t, src); err != nil {
 					return fmt.Errorf("%s: %s: %w", path, name, err)
 				}
 				return nil

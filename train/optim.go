@@ -7,7 +7,6 @@ import (
 	"strings"
 	"unsafe"
 
-	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
 
@@ -208,7 +207,7 @@ func (o *Optimizer) adam(p *Param, g *ts.Tensor, lr float64) error {
 	if p.Decay && o.WeightDecay != 0 {
 		if o.Kind == "adamw" {
 			// param.mul_(1 - lr*weight_decay)
-			if err := mulScalar_(p.t, 1-lr*o.WeightDecay); err != nil {
+			if err := torchx.MulScalarInPlace(p.t, 1-lr*o.WeightDecay); err != nil {
 				return fmt.Errorf("decay: %w", err)
 			}
 		} else {
@@ -223,11 +222,11 @@ func (o *Optimizer) adam(p *Param, g *ts.Tensor, lr float64) error {
 		}
 	}
 	// exp_avg.lerp_(grad, 1 - beta1)
-	if err := lerp_(p.m, g, 1-o.Beta1); err != nil {
+	if err := torchx.LerpInPlace(p.m, g, 1-o.Beta1); err != nil {
 		return fmt.Errorf("first moment: %w", err)
 	}
 	// exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-	if err := mulScalar_(p.v, o.Beta2); err != nil {
+	if err := torchx.MulScalarInPlace(p.v, o.Beta2); err != nil {
 		return fmt.Errorf("second moment: %w", err)
 	}
 	gg, err := g.MulScalar(ts.FloatScalar(1-o.Beta2), false)
@@ -237,7 +236,7 @@ func (o *Optimizer) adam(p *Param, g *ts.Tensor, lr float64) error {
 	if gg, err = gg.Mul(g, false); err != nil {
 		return torchx.Err("second moment", err)
 	}
-	if err := add_(p.v, gg); err != nil {
+	if err := torchx.AddInPlace(p.v, gg); err != nil {
 		return fmt.Errorf("second moment: %w", err)
 	}
 	// denom = (exp_avg_sq.sqrt() / sqrt(bias_correction2)).add_(eps)
@@ -263,7 +262,7 @@ func (o *Optimizer) adam(p *Param, g *ts.Tensor, lr float64) error {
 	if upd, err = upd.Div(denom, false); err != nil {
 		return torchx.Err("update", err)
 	}
-	if err := add_(p.t, upd); err != nil {
+	if err := torchx.AddInPlace(p.t, upd); err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
 	return nil
@@ -285,15 +284,15 @@ func (o *Optimizer) sgd(p *Param, g *ts.Tensor, lr float64) error {
 	if o.Beta1 != 0 {
 		if p.Steps == 1 {
 			// buf = clone(d_p)
-			if err := copyInto(p.m, g); err != nil {
+			if err := torchx.CopyInPlace(p.m, g); err != nil {
 				return fmt.Errorf("momentum: %w", err)
 			}
 		} else {
 			// buf.mul_(momentum).add_(d_p)
-			if err := mulScalar_(p.m, o.Beta1); err != nil {
+			if err := torchx.MulScalarInPlace(p.m, o.Beta1); err != nil {
 				return fmt.Errorf("momentum: %w", err)
 			}
-			if err := add_(p.m, g); err != nil {
+			if err := torchx.AddInPlace(p.m, g); err != nil {
 				return fmt.Errorf("momentum: %w", err)
 			}
 		}
@@ -304,7 +303,7 @@ func (o *Optimizer) sgd(p *Param, g *ts.Tensor, lr float64) error {
 	if err != nil {
 		return torchx.Err("update", err)
 	}
-	if err := add_(p.t, upd); err != nil {
+	if err := torchx.AddInPlace(p.t, upd); err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
 	return nil
@@ -340,7 +339,7 @@ func (o *Optimizer) ZeroGrad() error {
 				if g == nil {
 					continue
 				}
-				if err := zero_(g); err != nil {
+				if err := torchx.ZeroInPlace(g); err != nil {
 					return fmt.Errorf("zero gradient of %s: %w", p.Name, err)
 				}
 			}
@@ -412,7 +411,7 @@ func (o *Optimizer) ClipGradNorm(max float64) (float64, error) {
 				return nil // multiplying by the clamped coefficient 1 changes nothing
 			}
 			for i, g := range grads {
-				if err := mul_(g, coef); err != nil {
+				if err := torchx.MulInPlace(g, coef); err != nil {
 					return fmt.Errorf("clip gradient of %s: %w", names[i], err)
 				}
 			}
@@ -420,69 +419,6 @@ func (o *Optimizer) ClipGradNorm(max float64) (float64, error) {
 		})
 	})
 	return total, err
-}
-
-// In-place operations. gotch's generated in-place methods (Mul_, Add_, Zero_, ...) point the
-// receiver at a newly allocated C handle and never free the old one: each call leaks a handle
-// (and a malloc(0) block), and a tensor dropped later keeps its storage alive through the leaked
-// handle. These helpers call libtch directly, free the handle libtch returns, and leave the
-// tensor with its one handle.
-
-func ctensor(t *ts.Tensor) lib.Ctensor { return lib.Ctensor(t.Ctensor()) }
-
-func endInplace(op string, out lib.Ctensor) error {
-	if err := ts.TorchErr(); err != nil {
-		return torchx.Err(op, err)
-	}
-	if out != nil {
-		lib.AtFree(out)
-	}
-	return nil
-}
-
-// mulScalar_ is t.mul_(v).
-func mulScalar_(t *ts.Tensor, v float64) error {
-	s := lib.AtsFloat(v)
-	defer lib.AtsFree(s)
-	var out lib.Ctensor
-	lib.AtgMulScalar_(&out, ctensor(t), s)
-	return endInplace("mul_", out)
-}
-
-// mul_ is t.mul_(o).
-func mul_(t, o *ts.Tensor) error {
-	var out lib.Ctensor
-	lib.AtgMul_(&out, ctensor(t), ctensor(o))
-	return endInplace("mul_", out)
-}
-
-// add_ is t.add_(o).
-func add_(t, o *ts.Tensor) error {
-	var out lib.Ctensor
-	lib.AtgAdd_(&out, ctensor(t), ctensor(o))
-	return endInplace("add_", out)
-}
-
-// lerp_ is t.lerp_(end, w).
-func lerp_(t, end *ts.Tensor, w float64) error {
-	s := lib.AtsFloat(w)
-	defer lib.AtsFree(s)
-	var out lib.Ctensor
-	lib.AtgLerp_(&out, ctensor(t), ctensor(end), s)
-	return endInplace("lerp_", out)
-}
-
-// zero_ is t.zero_().
-func zero_(t *ts.Tensor) error {
-	var out lib.Ctensor
-	lib.AtgZero_(&out, ctensor(t))
-	return endInplace("zero_", out)
-}
-
-// copyInto copies src's values into dst in place (shapes must broadcast, types convert).
-func copyInto(dst, src *ts.Tensor) error {
-	lib.AtCopy_(ctensor(dst), ctensor(src))
-	return torchx.Err("copy", ts.TorchErr())
 }
 
 func humanCount(n int64) string {

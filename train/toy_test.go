@@ -204,7 +204,7 @@ func snapshot(t testing.TB, vs *nn.VarStore) map[string]*ts.Tensor {
 			if err != nil {
 				return err
 			}
-			if err := copyInto(c, &v); err != nil {
+			if err := torchx.CopyInPlace(c, &v); err != nil {
 				return err
 			}
 			out[name] = c

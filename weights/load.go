@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/sugarme/gotch"
-	lib "github.com/sugarme/gotch/libtch"
 	gnn "github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
 
@@ -384,9 +383,8 @@ func copyTensor(v, t *ts.Tensor, transpose bool) error {
 		defer tt.Drop()
 		from = tt
 	}
-	// gotch's Copy_ exits the process on error; call libtorch's copy_ and check its error.
-	lib.AtCopy_(lib.Ctensor(v.Ctensor()), lib.Ctensor(from.Ctensor()))
-	return torchx.Check("copy")
+	// gotch's Copy_ exits the process on error.
+	return torchx.CopyInPlace(v, from)
 }
 
 // PersistentNames reports, by name, which variables of vs belong in a state dict: parameters and

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/sugarme/gotch"
-	lib "github.com/sugarme/gotch/libtch"
 	gnn "github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
 
@@ -106,8 +105,8 @@ func (m *Pretrainer) buildMomentum(root *gnn.Path) (err error) {
 			if err != nil {
 				return fmt.Errorf("blip: momentum variable %s: the model has no %s", name, src)
 			}
-			torchx.MustOK(setRequiresGrad(mt, false))
-			torchx.MustOK(copyInPlace(mt, p)) // BLIP's copy_params
+			torchx.MustOK(torchx.SetRequiresGrad(mt, false))
+			torchx.MustOK(torchx.CopyInPlace(mt, p)) // BLIP's copy_params
 			torchx.MustOK(addBuffer(root, name, mt))
 			m.momentumPairs = append(m.momentumPairs, [2]*ts.Tensor{p, mt})
 		}
@@ -184,7 +183,7 @@ func normalizeDim(x *ts.Tensor, d int64) (out *ts.Tensor, err error) {
 func (m *Pretrainer) syncMomentum() error {
 	return torchx.NoGrad(func() error {
 		for _, p := range m.momentumPairs {
-			if err := copyInPlace(p[1], p[0]); err != nil {
+			if err := torchx.CopyInPlace(p[1], p[0]); err != nil {
 				return err
 			}
 		}
@@ -198,14 +197,14 @@ func (m *Pretrainer) momentumUpdate() error {
 	mm := m.Opts.Momentum
 	return torchx.NoGrad(func() error {
 		for _, p := range m.momentumPairs {
-			if err := mulScalarInPlace(p[1], mm); err != nil {
+			if err := torchx.MulScalarInPlace(p[1], mm); err != nil {
 				return err
 			}
 			w, err := p[0].MulScalar(ts.FloatScalar(1-mm), false)
 			if err != nil {
 				return torchx.Err("momentum update", err)
 			}
-			err = addInPlace(p[1], w)
+			err = torchx.AddInPlace(p[1], w)
 			w.Drop()
 			if err != nil {
 				return err
@@ -273,13 +272,13 @@ func (m *Pretrainer) enqueue(imgFeatM, txtFeatM *ts.Tensor, ids []int64) error {
 					dst.Drop()
 					return torchx.Err("enqueue", err)
 				}
-				err = copyInPlace(dst, src)
+				err = torchx.CopyInPlace(dst, src)
 				dst.Drop()
 				src.Drop()
 				torchx.MustOK(err)
 			}
 		}
-		return fillInt64(m.QueuePtr, (ptr+B)%K)
+		return torchx.FillInPlace(m.QueuePtr, (ptr+B)%K)
 	})
 }
 
@@ -386,15 +385,7 @@ func MomentumContrastiveLoss(imgFeat, txtFeat, imgFeatM, txtFeatM, imgQueue, txt
 		defer raw.Drop()
 		s := torchx.Must(raw.Div(temp, false))
 		defer s.Drop()
-		lp := torchx.Must(s.LogSoftmax(1, gotch.Float, false))
-		defer lp.Drop()
-		p := torchx.Must(lp.Mul(tg, false))
-		defer p.Drop()
-		r := torchx.Must(p.SumDimIntlist([]int64{1}, false, gotch.Float, false))
-		defer r.Drop()
-		mean := torchx.Must(r.Mean(gotch.Float, false))
-		defer mean.Drop()
-		return torchx.Must(mean.Neg(false))
+		return torchx.Must(softCrossEntropy(s, tg))
 	}
 	a := dir(imgFeat, keysTxt, tgtI2T)
 	defer a.Drop()
@@ -435,7 +426,7 @@ func (m *Pretrainer) momentumITC(b *models.Batch, fi, ft, posBatch *ts.Tensor, t
 			alpha *= min(1, float64(step)/float64(r))
 		}
 		torchx.MustOK(m.momentumUpdate())
-		torchx.MustOK(fillInt64(m.MomentumSteps, step+1))
+		torchx.MustOK(torchx.FillInPlace(m.MomentumSteps, step+1))
 		imgM := torchx.Must(m.VisionM.Forward(b.Pixels, train))
 		defer imgM.Drop()
 		fiM = torchx.Must(projectFirst(m.VisionProjM, imgM))
@@ -462,63 +453,4 @@ func (m *Pretrainer) momentumITC(b *models.Batch, fi, ft, posBatch *ts.Tensor, t
 		return nil, nil, 0, err
 	}
 	return loss, simI2T, alpha, nil
-}
-
-// In-place operations on buffers through libtch directly: gotch's generated in-place methods
-// replace the receiver's C handle, which would leave the VarStore's own handle to a shared
-// tensor dangling; these leave every handle as it is.
-
-func ctensor(t *ts.Tensor) lib.Ctensor { return lib.Ctensor(t.Ctensor()) }
-
-// endInplace reports libtorch's error and frees the extra handle an in-place op returns.
-func endInplace(op string, out lib.Ctensor) error {
-	if err := torchx.Check(op); err != nil {
-		return err
-	}
-	if out != nil {
-		lib.AtFree(out)
-	}
-	return nil
-}
-
-// mulScalarInPlace is t.mul_(v).
-func mulScalarInPlace(t *ts.Tensor, v float64) error {
-	s := lib.AtsFloat(v)
-	defer lib.AtsFree(s)
-	var out lib.Ctensor
-	lib.AtgMulScalar_(&out, ctensor(t), s)
-	return endInplace("mul_", out)
-}
-
-// addInPlace is t.add_(o).
-func addInPlace(t, o *ts.Tensor) error {
-	var out lib.Ctensor
-	lib.AtgAdd_(&out, ctensor(t), ctensor(o))
-	return endInplace("add_", out)
-}
-
-// fillInt64 is t.fill_(v).
-func fillInt64(t *ts.Tensor, v int64) error {
-	s := lib.AtsInt(v)
-	defer lib.AtsFree(s)
-	var out lib.Ctensor
-	lib.AtgFill_(&out, ctensor(t), s)
-	return endInplace("fill_", out)
-}
-
-// copyInPlace is dst.copy_(src).
-func copyInPlace(dst, src *ts.Tensor) error {
-	lib.AtCopy_(ctensor(dst), ctensor(src))
-	return torchx.Check("copy_")
-}
-
-// setRequiresGrad is t.requires_grad_(on) (t's tensor, every handle to it).
-func setRequiresGrad(t *ts.Tensor, on bool) error {
-	r := int32(0)
-	if on {
-		r = 1
-	}
-	var out lib.Ctensor
-	lib.AtgSetRequiresGrad(&out, ctensor(t), r)
-	return endInplace("requires_grad_", out)
 }

@@ -180,7 +180,7 @@ func TestMomentumUpdate(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				err = addInPlace(p[0], n)
+				err = torchx.AddInPlace(p[0], n)
 				n.Drop()
 				if err != nil {
 					return err

@@ -424,20 +424,9 @@ func ContrastiveLoss(imgFeat, txtFeat, temp, pos *ts.Tensor) (loss, sim *ts.Tens
 	defer colSum.Drop()
 	targetsT := torchx.Must(posT.Div(colSum, false))
 	defer targetsT.Drop()
-	soft := func(s, tg *ts.Tensor) *ts.Tensor {
-		lp := torchx.Must(s.LogSoftmax(1, gotch.Float, false))
-		defer lp.Drop()
-		p := torchx.Must(lp.Mul(tg, false))
-		defer p.Drop()
-		r := torchx.Must(p.SumDimIntlist([]int64{1}, false, gotch.Float, false))
-		defer r.Drop()
-		m := torchx.Must(r.Mean(gotch.Float, false))
-		defer m.Drop()
-		return torchx.Must(m.Neg(false))
-	}
-	a := soft(i2t, targets)
+	a := torchx.Must(softCrossEntropy(i2t, targets))
 	defer a.Drop()
-	b := soft(t2i, targetsT)
+	b := torchx.Must(softCrossEntropy(t2i, targetsT))
 	defer b.Drop()
 	sum := torchx.Must(a.Add(b, false))
 	defer sum.Drop()
@@ -448,6 +437,21 @@ func ContrastiveLoss(imgFeat, txtFeat, temp, pos *ts.Tensor) (loss, sim *ts.Tens
 		return nil, nil, torchx.Err("detach", err)
 	}
 	return loss, sim, nil
+}
+
+// softCrossEntropy is the mean over rows of −Σ_j targets[i,j]·log_softmax(scores[i])_j: the
+// contrastive loss of one direction against soft targets [B, K].
+func softCrossEntropy(scores, targets *ts.Tensor) (out *ts.Tensor, err error) {
+	defer torchx.Catch(&err)
+	lp := torchx.Must(scores.LogSoftmax(1, gotch.Float, false))
+	defer lp.Drop()
+	p := torchx.Must(lp.Mul(targets, false))
+	defer p.Drop()
+	r := torchx.Must(p.SumDimIntlist([]int64{1}, false, gotch.Float, false))
+	defer r.Drop()
+	m := torchx.Must(r.Mean(gotch.Float, false))
+	defer m.Drop()
+	return m.Neg(false)
 }
 
 // SampleHardNegatives draws BLIP's ITM hard negatives from image-to-text similarities [B, B]

@@ -220,6 +220,50 @@ __attribute__((target("avx2,fma"))) inline __m256 exp256(__m256 x) {
   return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
+// scaleMaskMax replaces the scores p[0..n) by p·scale + mask (mask: stride maskStride between
+// keys, 0 for one value for all; null for none) and returns their maximum.
+__attribute__((target("avx2,fma"))) float scaleMaskMax(float *p, int64_t n, float scale, const float *mask,
+                                                       int64_t maskStride) {
+  const __m256 sc = _mm256_set1_ps(scale);
+  __m256 mv = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t t = 0;
+  if (mask == nullptr || maskStride <= 1) {
+    const __m256 m0 = _mm256_set1_ps(mask != nullptr ? mask[0] : 0.f);
+    for (; t + 8 <= n; t += 8) {
+      const __m256 add = (mask != nullptr && maskStride == 1) ? _mm256_loadu_ps(mask + t) : m0;
+      const __m256 x = _mm256_fmadd_ps(_mm256_loadu_ps(p + t), sc, add);
+      _mm256_storeu_ps(p + t, x);
+      mv = _mm256_max_ps(mv, x);
+    }
+  }
+  float lanes[8];
+  _mm256_storeu_ps(lanes, mv);
+  float mx = *std::max_element(lanes, lanes + 8);
+  for (; t < n; t++) {
+    p[t] = p[t] * scale + (mask != nullptr ? mask[t * maskStride] : 0.f);
+    mx = std::max(mx, p[t]);
+  }
+  return mx;
+}
+
+// expShift replaces p[0..n) by e^(p − mx) and returns their sum.
+__attribute__((target("avx2,fma"))) float expShift(float *p, int64_t n, float mx) {
+  const __m256 m = _mm256_set1_ps(mx);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t t = 0;
+  for (; t + 8 <= n; t += 8) {
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p + t), m));
+    _mm256_storeu_ps(p + t, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float total = hsum(sum);
+  for (; t < n; t++) {
+    p[t] = std::exp(p[t] - mx);
+    total += p[t];
+  }
+  return total;
+}
+
 // attendBlock computes R (≤ 6) query rows of one head: s = q·Kᵀ·scale + mask, softmax, s·V.
 // kt is Kᵀ [D, tk] (row stride tk), v is [tk, D], s is scratch of R·tk floats; mask[r] is row
 // r's additive mask with stride maskStride between keys (0: one value for every key), or null
@@ -261,40 +305,8 @@ __attribute__((target("avx2,fma"))) void attendBlock(const float *q, const float
   float inv[R];
   for (int r = 0; r < R; r++) {
     float *sr = s + r * tk;
-    const float *mr = mask != nullptr ? mask[r] : nullptr;
-    const __m256 sc = _mm256_set1_ps(scale);
-    __m256 mv = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-    int64_t t = 0;
-    if (mr == nullptr || maskStride <= 1) {
-      const __m256 m0 = _mm256_set1_ps(mr != nullptr ? mr[0] : 0.f);
-      for (; t + 8 <= tk; t += 8) {
-        const __m256 add = (mr != nullptr && maskStride == 1) ? _mm256_loadu_ps(mr + t) : m0;
-        const __m256 x = _mm256_fmadd_ps(_mm256_loadu_ps(sr + t), sc, add);
-        _mm256_storeu_ps(sr + t, x);
-        mv = _mm256_max_ps(mv, x);
-      }
-    }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, mv);
-    float mx = *std::max_element(lanes, lanes + 8);
-    for (; t < tk; t++) {
-      sr[t] = sr[t] * scale + (mr != nullptr ? mr[t * maskStride] : 0.f);
-      mx = std::max(mx, sr[t]);
-    }
-    const __m256 m = _mm256_set1_ps(mx);
-    __m256 sum = _mm256_setzero_ps();
-    t = 0;
-    for (; t + 8 <= tk; t += 8) {
-      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(sr + t), m));
-      _mm256_storeu_ps(sr + t, e);
-      sum = _mm256_add_ps(sum, e);
-    }
-    float total = hsum(sum);
-    for (; t < tk; t++) {
-      sr[t] = std::exp(sr[t] - mx);
-      total += sr[t];
-    }
-    inv[r] = 1.f / total;
+    const float mx = scaleMaskMax(sr, tk, scale, mask != nullptr ? mask[r] : nullptr, maskStride);
+    inv[r] = 1.f / expShift(sr, tk, mx);
   }
   for (int64_t c = 0; c < d; c += 8) {
     const bool two = c + 16 <= d;
@@ -358,29 +370,12 @@ __attribute__((target("avx2,fma"))) void attendQuery64(const float *q, const flo
   for (; j < tk; j++) {
     p[j] = dotAVX2(q, k + j * D, D);
   }
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t t = 0; t < tk; t++) {
-    p[t] = p[t] * scale + (mask != nullptr ? mask[t * maskStride] : 0.f);
-    mx = std::max(mx, p[t]);
-  }
-  const __m256 m = _mm256_set1_ps(mx);
-  __m256 sum = _mm256_setzero_ps();
-  int64_t t = 0;
-  for (; t + 8 <= tk; t += 8) {
-    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p + t), m));
-    _mm256_storeu_ps(p + t, e);
-    sum = _mm256_add_ps(sum, e);
-  }
-  float total = hsum(sum);
-  for (; t < tk; t++) {
-    p[t] = std::exp(p[t] - mx);
-    total += p[t];
-  }
+  const float total = expShift(p, tk, scaleMaskMax(p, tk, scale, mask, maskStride));
   __m256 acc[8];
   for (int c = 0; c < 8; c++) {
     acc[c] = _mm256_setzero_ps();
   }
-  for (t = 0; t < tk; t++) {
+  for (int64_t t = 0; t < tk; t++) {
     const __m256 pb = _mm256_broadcast_ss(p + t);
     for (int c = 0; c < 8; c++) {
       acc[c] = _mm256_fmadd_ps(pb, _mm256_loadu_ps(v + t * D + c * 8), acc[c]);
