@@ -623,15 +623,9 @@ type PreLNBlock struct {
 	DropPath float64
 }
 
-// residual returns x + Dropout(out(f(norm(x)))).
-func residual(x *ts.Tensor, norm *LayerNorm, f func(*ts.Tensor) (*ts.Tensor, error), out Layer, p float64, train bool) (y *ts.Tensor, err error) {
-	return residualDropPath(x, norm, f, out, p, 0, train)
-}
-
-// residualDropPath returns x + DropPath(Dropout(out(f(norm(x))))), the branch dropped per sample
-// with probability dropPath in training; without it (or outside training) it computes exactly
-// what residual always did.
-func residualDropPath(x *ts.Tensor, norm *LayerNorm, f func(*ts.Tensor) (*ts.Tensor, error), out Layer, p, dropPath float64, train bool) (y *ts.Tensor, err error) {
+// residual returns x + DropPath(Dropout(out(f(norm(x))))): the branch is dropped per sample with
+// probability dropPath in training (0: never, and nothing is computed for it).
+func residual(x *ts.Tensor, norm *LayerNorm, f func(*ts.Tensor) (*ts.Tensor, error), out Layer, p, dropPath float64, train bool) (y *ts.Tensor, err error) {
 	defer torchx.Catch(&err)
 	h := x
 	if norm != nil {
@@ -658,7 +652,7 @@ func residualDropPath(x *ts.Tensor, norm *LayerNorm, f func(*ts.Tensor) (*ts.Ten
 // Forward applies the block to x [B, T, hidden].
 func (b *PreLNBlock) Forward(x *ts.Tensor, in BlockInput) (out *ts.Tensor, err error) {
 	defer torchx.Catch(&err)
-	h := torchx.Must(residualDropPath(x, b.LN1, func(t *ts.Tensor) (*ts.Tensor, error) {
+	h := torchx.Must(residual(x, b.LN1, func(t *ts.Tensor) (*ts.Tensor, error) {
 		return b.Attn.SelfAttention(t, in.Mask, in.Cache, in.Train)
 	}, b.AttnOut, b.Dropout, b.DropPath, in.Train))
 	if in.Cross != nil {
@@ -666,14 +660,14 @@ func (b *PreLNBlock) Forward(x *ts.Tensor, in BlockInput) (out *ts.Tensor, err e
 			h.Drop()
 			return nil, fmt.Errorf("block has no cross-attention")
 		}
-		c := torchx.Must(residualDropPath(h, b.LNCross, func(t *ts.Tensor) (*ts.Tensor, error) {
+		c := torchx.Must(residual(h, b.LNCross, func(t *ts.Tensor) (*ts.Tensor, error) {
 			return b.Cross.CrossAttention(t, *in.Cross, in.CrossMask, in.Train)
 		}, b.CrossOut, b.Dropout, b.DropPath, in.Train))
 		h.Drop()
 		h = c
 	}
 	defer h.Drop()
-	return residualDropPath(h, b.LN2, b.MLP.Forward, nil, b.Dropout, b.DropPath, in.Train)
+	return residual(h, b.LN2, b.MLP.Forward, nil, b.Dropout, b.DropPath, in.Train)
 }
 
 // PostLNBlock is a post-LayerNorm (BERT) block: x = AttnLN(x + Out(Attn(x)));
@@ -694,7 +688,7 @@ type PostLNBlock struct {
 func (b *PostLNBlock) Forward(x *ts.Tensor, in BlockInput) (out *ts.Tensor, err error) {
 	defer torchx.Catch(&err)
 	post := func(x *ts.Tensor, f func(*ts.Tensor) (*ts.Tensor, error), o Layer, ln *LayerNorm) *ts.Tensor {
-		r := torchx.Must(residual(x, nil, f, o, b.Dropout, in.Train))
+		r := torchx.Must(residual(x, nil, f, o, b.Dropout, 0, in.Train))
 		defer r.Drop()
 		return torchx.Must(ln.Forward(r))
 	}
