@@ -123,14 +123,10 @@ func saveWeights(path string, vs *gnn.VarStore, dtype gotch.DType, meta map[stri
 	if dtype == gotch.Float {
 		return weights.SaveVarStore(path, vs, meta)
 	}
-	persistent := weights.PersistentNames(vs)
 	return torchx.WithScope(func(s *torchx.Scope) error {
 		tensors := map[string]*ts.Tensor{}
-		for name, v := range vs.Variables() {
-			if !persistent[name] {
-				continue // e.g. BLIP's momentum encoders and queues: training state
-			}
-			t := v
+		// Not BLIP's momentum encoders and queues (non-persistent training state).
+		for name, t := range weights.StateDict(vs) {
 			if t.DType() == gotch.Float || t.DType() == gotch.Double {
 				c, err := t.Totype(dtype, false)
 				if err != nil {

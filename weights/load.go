@@ -387,13 +387,15 @@ func copyTensor(v, t *ts.Tensor, transpose bool) error {
 	return torchx.CopyInPlace(v, from)
 }
 
-// PersistentNames reports, by name, which variables of vs belong in a state dict: parameters and
-// persistent buffers (true), not non-persistent buffers (false), which checkpoints of training
+// StateDict is what a state dict of vs holds: its parameters and persistent buffers by name
+// (the store's own tensors), without the non-persistent buffers that checkpoints of training
 // state may hold but model files leave out.
-func PersistentNames(vs *gnn.VarStore) map[string]bool {
-	out := map[string]bool{}
+func StateDict(vs *gnn.VarStore) map[string]*ts.Tensor {
+	out := map[string]*ts.Tensor{}
 	for name, v := range storeVariables(vs) {
-		out[name] = v.persistent
+		if v.persistent {
+			out[name] = v.t
+		}
 	}
 	return out
 }
@@ -402,12 +404,7 @@ func PersistentNames(vs *gnn.VarStore) map[string]bool {
 // file at path, atomically. Unless metadata says otherwise it records {"format": "pt"}, which
 // transformers' from_pretrained requires of a model.safetensors.
 func SaveVarStore(path string, vs *gnn.VarStore, metadata map[string]string) error {
-	tensors := map[string]*ts.Tensor{}
-	for name, v := range storeVariables(vs) {
-		if v.persistent {
-			tensors[name] = v.t
-		}
-	}
+	tensors := StateDict(vs)
 	md := map[string]string{"format": "pt"}
 	for k, v := range metadata {
 		md[k] = v
