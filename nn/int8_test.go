@@ -332,6 +332,23 @@ func checkFewRowsWeightOnly(t *testing.T, in, out int) {
 	}
 }
 
+// checkFused requires torchx.FusedAttention (scale 0.3) to take the inputs and to agree with
+// libtorch's general path within 1e-5.
+func checkFused(t *testing.T, name string, q, k, v, mask *ts.Tensor) {
+	t.Helper()
+	got, err := torchx.FusedAttention(q, k, v, mask, 0.3)
+	if err != nil || got == nil {
+		t.Fatalf("%s: FusedAttention = %v, %v; want a result", name, got, err)
+	}
+	vals, err := torchx.Float32s(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := reftest.Diff(vals, refAttend(t, q, k, v, mask, 0.3)); d > 1e-5 {
+		t.Errorf("%s: max |Δ| %.3g from the general path", name, d)
+	}
+}
+
 // refAttend is softmax(q·kᵀ·scale + mask)·v through libtorch's general ops.
 func refAttend(t *testing.T, q, k, v, mask *ts.Tensor, scale float64) []float32 {
 	t.Helper()
@@ -394,18 +411,7 @@ func TestFusedAttentionMatchesGeneral(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got, err := torchx.FusedAttention(q, k, v, mask, 0.3)
-		if err != nil || got == nil {
-			t.Fatalf("%s: FusedAttention = %v, %v; want a result", c.name, got, err)
-		}
-		vals, err := torchx.Float32s(got)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := refAttend(t, q, k, v, mask, 0.3)
-		if d, _ := reftest.Diff(vals, want); d > 1e-5 {
-			t.Errorf("%s: max |Δ| %.3g from the general path", c.name, d)
-		}
+		checkFused(t, c.name, q, k, v, mask)
 	}
 	// A mask whose keys are not adjacent in memory (a transposed view): read element by element.
 	for _, tq := range []int64{1, 41} {
@@ -414,17 +420,7 @@ func TestFusedAttentionMatchesGeneral(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := torchx.FusedAttention(q, k, v, mask, 0.3)
-		if err != nil || got == nil {
-			t.Fatalf("%d queries, strided mask: FusedAttention = %v, %v; want a result", tq, got, err)
-		}
-		vals, err := torchx.Float32s(got)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d, _ := reftest.Diff(vals, refAttend(t, q, k, v, mask, 0.3)); d > 1e-5 {
-			t.Errorf("%d queries, strided mask: max |Δ| %.3g from the general path", tq, d)
-		}
+		checkFused(t, fmt.Sprintf("%d queries, strided mask", tq), q, k, v, mask)
 	}
 	// More than 16 queries with a head size the blocked kernel does not take, or float64: not
 	// handled (nil, no error).
